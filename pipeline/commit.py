@@ -144,6 +144,7 @@ def finish_run(target: str, refs: list[DocumentRef], task: Task, model_id: str, 
     if lost:
         now = _dt.datetime.now(_dt.timezone.utc)
         table = output.to_table([output.finalize_row(r, model_id, now) for r in lost])
+        fs.create_dir(inner, recursive=True)  # every batch may have been lost: nothing created it yet
         with fs.open_output_stream(f"{inner}/not-processed-{len(data_files(target))}.parquet") as f:
             pq.write_table(table, f)
         log.warning("%d documents/pages lost to worker failures: written as not_processed rows", len(lost))

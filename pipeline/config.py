@@ -72,7 +72,13 @@ class EngineSpec(_Strict):
         None,
         description="Text or @path. Default: the model's SYSTEM_PROMPT.txt when the model folder ships one.",
     )
-    batch_size: int = Field(16, ge=1, description="Requests handed to one engine call.")
+    batch_size: int = Field(32, ge=1, description="Pages Ray hands an engine actor at a time.")
+    max_concurrent_batches: int = Field(
+        4, ge=1, description="Batches one engine actor works on at once: the next batch prefills while the "
+                             "last one's tail decodes (pipeline/engine_loop.py).")
+    request_timeout_s: float | None = Field(
+        600.0, gt=0, description="A request with no answer this long after it entered the engine is "
+                                 "aborted; its rows get error_kind engine_error (None: no limit).")
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache of the CPU backend (demo/tests).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm.LLM as is (last word).")
 

@@ -18,6 +18,7 @@ those workers see exactly the GPUs Ray granted.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -27,6 +28,7 @@ from typing import Any
 from pipeline import answers, prompts
 from pipeline.config import EngineSpec, TaskSpec
 from pipeline.demo_model import demo_info
+from pipeline.engine_loop import EngineLoop
 from pipeline.tasks import Task, get_task
 
 
@@ -35,12 +37,14 @@ PASS_THROUGH = ("doc_id", "source_uri", "page_index", "page_count", "width", "he
                 "render_seconds", "error_kind", "error")
 
 
-def model_label(model: str) -> str:
-    """The model id written to every row; a random-weight demo model says so."""
-    info = demo_info(model)
+def model_label(spec: EngineSpec) -> str:
+    """The model id written to every row; random weights (demo model, load_format=dummy) say so."""
+    info = demo_info(spec.model)
     if info:
-        return f"{model} [random weights, {info.get('size', 'tiny')}: answers are meaningless]"
-    return model
+        return f"{spec.model} [random weights, {info.get('size', 'tiny')}: answers are meaningless]"
+    if spec.load_format == "dummy":
+        return f"{spec.model} [load_format=dummy, random weights: answers are meaningless]"
+    return spec.model
 
 
 def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
@@ -74,6 +78,15 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
         args.update(enforce_eager=True, gpu_memory_utilization=min(spec.gpu_memory_utilization, 0.3))
     args.update(spec.engine_kwargs)
     return args
+
+
+def sampling_params(spec: EngineSpec, schema: dict[str, Any], max_tokens: int):
+    """vLLM SamplingParams of one request: the answer is constrained to the task's JSON Schema."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import StructuredOutputsParams
+
+    return SamplingParams(temperature=spec.temperature, max_tokens=max_tokens,
+                          structured_outputs=StructuredOutputsParams(json=schema))
 
 
 def _row_base(page: dict[str, Any], task: Task, question: str | None) -> dict[str, Any]:
@@ -136,10 +149,10 @@ def expand_requests(page: dict[str, Any], task: Task, task_spec: TaskSpec, syste
     return out
 
 
-def _exit_if_engine_dead(exc: Exception) -> None:
+def _exit_if_engine_dead(exc: BaseException) -> None:
     """A dead engine core (crash, GPU OOM) answers nothing more: end the actor so Ray restarts it
     and retries the batch (bounded by ray.engine_retries), rather than failing every later row."""
-    if type(exc).__name__ == "EngineDeadError":
+    if type(exc).__name__ in ("EngineDeadError", "EngineStopped"):
         print(f"docintel engine died ({exc}); exiting the actor for a restart", flush=True)
         os._exit(1)
 
@@ -157,48 +170,58 @@ class EngineActor:
 
         started = time.monotonic()
         self.llm = LLM(**engine_args(self.spec, device))
-        # print, not log: Ray forwards actor stdout to the driver; tests watch for this line.
-        print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()})", flush=True)
+        self.loop = EngineLoop(self.llm, self.spec.request_timeout_s)
         self.system_prompt = prompts.load_system_prompt(self.spec.system_prompt, self.spec.model)
+        self._warm_up()
+        # print, not log: Ray forwards actor stdout to the driver; tests and bench/ read this line.
+        print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, "
+              f"at {time.time():.3f})", flush=True)
+
+    def _warm_up(self) -> None:
+        """One tiny request per answer schema of the job, before the first batch: the grammar
+        compiles (seconds, once per schema) and the first-call costs are paid here, not by a batch."""
+        from PIL import Image
+
+        blank = io.BytesIO()
+        Image.new("RGB", (224, 224), "white").save(blank, "PNG")
+        page = {"doc_id": "warm-up", "page_index": 0, "width": 224, "height": 224, "image": blank.getvalue(),
+                "questions": "[]", "error_kind": None}
+        requests = [r for r in expand_requests(page, self.task, self.task_spec, self.system_prompt,
+                                               self.spec.max_model_len) if r.messages is not None]
+        results = self.loop.submit([r.messages for r in requests],
+                                   [self._sampling(r.schema, 2) for r in requests])
+        for result in results:
+            if isinstance(result, Exception):  # not fatal: the real requests will say what is wrong
+                _exit_if_engine_dead(result)
+                print(f"docintel engine warm-up request failed: {result!r}", flush=True)
 
     def shutdown(self) -> None:
         """Stop vLLM's engine-core process now instead of at interpreter exit."""
+        self.loop.stop()
         core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
 
     def _sampling(self, schema: dict[str, Any], max_tokens: int):
-        from vllm import SamplingParams
-        from vllm.sampling_params import StructuredOutputsParams
-
-        return SamplingParams(temperature=self.spec.temperature, max_tokens=max_tokens,
-                              structured_outputs=StructuredOutputsParams(json=schema))
+        return sampling_params(self.spec, schema, max_tokens)
 
     def _generate(self, messages: list[list[dict]], params: list[Any]) -> list[Any]:
-        """Outputs in order; a request the engine rejects gets its exception instead of an output."""
+        """Outputs in order; a request the engine rejected or timed out gets its exception."""
         try:
-            return self.llm.chat(messages, params, use_tqdm=False)
-        except Exception as exc:
+            results = self.loop.submit(messages, params)
+        except Exception as exc:  # the loop stopped: engine dead
             _exit_if_engine_dead(exc)
-            if len(messages) == 1:
-                raise
-        results: list[Any] = []
-        for one, p in zip(messages, params):  # isolate the request that broke the batch
-            try:
-                results.extend(self.llm.chat([one], [p], use_tqdm=False))
-            except Exception as exc:
-                _exit_if_engine_dead(exc)
-                results.append(exc)
+            raise
+        for result in results:
+            if isinstance(result, Exception):
+                _exit_if_engine_dead(result)
         return results
 
     def _run(self, requests: list[Request], max_tokens: int) -> None:
         """Answer the requests; every row of a request gets its output (or the engine's error)."""
         params = [self._sampling(r.schema, max_tokens * len(r.rows)) for r in requests]
         started = time.monotonic()
-        try:
-            outputs = self._generate([r.messages for r in requests], params)
-        except Exception as exc:
-            outputs = [exc]
+        outputs = self._generate([r.messages for r in requests], params)
         elapsed = time.monotonic() - started
         for request, output in zip(requests, outputs, strict=True):
             for row in request.rows:

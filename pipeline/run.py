@@ -153,7 +153,10 @@ def build_dataset(spec: JobSpec, refs: list[sources.DocumentRef], device: str, d
                                "device": device},
         batch_size=engine.batch_size,
         batch_format="pyarrow",
-        concurrency=engine.concurrency,
+        # Several batches in one actor at once, in threads: its EngineLoop interleaves them.
+        compute=ray.data.ActorPoolStrategy(size=engine.concurrency,
+                                           max_concurrent_calls_per_actor=engine.max_concurrent_batches,
+                                           enable_true_multi_threading=True),
         num_gpus=engine.tensor_parallel_size if device == "cuda" else 0,
         num_cpus=1,
         # An actor that dies (OOM, killed) is restarted and its batch retried, a bounded number of
@@ -162,7 +165,7 @@ def build_dataset(spec: JobSpec, refs: list[sources.DocumentRef], device: str, d
     )
     ds = ds.map(_parse, fn_kwargs={"task_json": spec.task.model_dump_json()})
     ds = ds.map_batches(_finalize, batch_format="pyarrow",
-                        fn_kwargs={"model_id": model_label(engine.model)})
+                        fn_kwargs={"model_id": model_label(engine)})
     return ds
 
 
@@ -215,7 +218,7 @@ def run_job(spec: JobSpec) -> RunSummary:
     finally:
         if owns_ray and ray.is_initialized():  # stops the engine actors now, so their logs come before the summary
             ray.shutdown()
-    rows = commit.finish_run(target, refs, task, model_label(spec.engine.model), spec.render.max_pages,
+    rows = commit.finish_run(target, refs, task, model_label(spec.engine), spec.render.max_pages,
                              old_files, redo)
     summary = summarize(spec, target, len(refs), time.monotonic() - started, device, rows)
     commit.commit(target, summary.as_dict())

@@ -68,7 +68,7 @@ def summarize(spec: JobSpec, run_path: str, listed: int, seconds: float, device:
         run_id=spec.output.run_id,
         output=run_path,
         task=spec.task.name,
-        model=model_label(spec.engine.model),
+        model=model_label(spec.engine),
         device=device,
         documents_listed=listed,
         documents=len({r["source_uri"] for r in rows}) - len(skipped),

@@ -92,3 +92,54 @@ def test_every_task_schema_is_enforced_by_the_engine(actor, tmp_path, task_spec)
     for row in out:
         parsed = parse_answer(row, get_task(task_spec.name, task_spec))
         assert parsed["valid"], parsed
+
+
+# ---- the engine loop: several batches in one engine at once (pipeline/engine_loop.py) --------
+
+def _requests(actor, tmp_path, max_side, n_pages):
+    from pipeline.engine import expand_requests
+
+    data = make_pdf(tmp_path / f"doc{max_side}.pdf", pages=n_pages).read_bytes()
+    doc = {"doc_id": content_id(data), "source_uri": "doc.pdf", "questions": "[]", "data": data,
+           "error_kind": None, "error": None}
+    pages = split_document(doc, RenderSpec(dpi=72, max_side=max_side))
+    reqs = [r for p in pages for r in expand_requests(p, actor.task, actor.task_spec, None, 4096)]
+    return [r.messages for r in reqs], [actor._sampling(r.schema, 24) for r in reqs]
+
+
+def test_batches_from_several_threads_share_the_engine_and_get_their_own_answers(actor, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    sides = [256, 384, 512, 640]
+    jobs = {side: _requests(actor, tmp_path, side, 2) for side in sides}
+    alone = {side: [len(o.prompt_token_ids) for o in actor.loop.submit(*jobs[side])] for side in sides}
+    assert len({tuple(v) for v in alone.values()}) == len(sides)  # every job is recognisable by its prompt sizes
+    with ThreadPoolExecutor(len(sides)) as pool:
+        together = dict(zip(sides, pool.map(lambda s: actor.loop.submit(*jobs[s]), sides)))
+    for side in sides:
+        assert [len(o.prompt_token_ids) for o in together[side]] == alone[side]
+        assert all(o.finished for o in together[side])
+
+
+def test_a_request_past_its_timeout_is_aborted_and_the_engine_goes_on(actor, tmp_path):
+    messages, _ = _requests(actor, tmp_path, 256, 1)
+    long = [actor._sampling({"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+                            2000)]
+    actor.loop.request_timeout_s = 0.2
+    try:
+        (result,) = actor.loop.submit(messages, long)
+    finally:
+        actor.loop.request_timeout_s = actor.spec.request_timeout_s
+    assert isinstance(result, TimeoutError) and "request_timeout_s=0.2" in str(result)
+    assert not actor.llm.llm_engine.has_unfinished_requests()  # aborted in the engine, not just forgotten
+    (ok,) = actor.loop.submit(*_requests(actor, tmp_path, 256, 1))
+    assert ok.finished and ok.outputs[0].token_ids
+
+
+def test_a_request_that_cannot_be_rendered_fails_alone(actor, tmp_path):
+    messages, params = _requests(actor, tmp_path, 256, 2)
+    broken = json.loads(json.dumps(messages[0]))
+    broken[-1]["content"][0]["image_url"]["url"] = "data:image/png;base64,bm90IGFuIGltYWdl"  # "not an image"
+    results = actor.loop.submit([messages[0], broken, messages[1]], [params[0], params[0], params[1]])
+    assert isinstance(results[1], Exception)
+    assert results[0].finished and results[2].finished

@@ -28,7 +28,7 @@ def _run_killing_the_first_engine(folder, out, model, run_id, *extra) -> tuple[i
     deadline = time.monotonic() + 600
     for line in proc.stdout:
         log.append(line)
-        match = re.search(r"docintel engine ready in [\d.]+s \(pid (\d+)\)", line)
+        match = re.search(r"docintel engine ready in [\d.]+s \(pid (\d+)", line)
         if match:
             ready.append(int(match.group(1)))
             if killed is None:  # the first engine: kill it as soon as it takes work
