@@ -183,12 +183,18 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
                    for r in rows.select(["doc_id", "page_index", "question", "request_questions",
                                          "prompt_tokens", "output_tokens"]).to_pylist()}
     seconds = last_row - engine_ready
+    # Where the pipeline's fixed costs sit: engine ready -> its first batch answered (approximately:
+    # a row's created_at minus the engine call's latency), and how many engine batches there were.
+    timing = rows.select(["created_at", "latency_s"]).to_pylist()
+    first_call = min(r["created_at"].timestamp() - r["latency_s"] for r in timing if r["latency_s"] is not None)
     return dict(stage="pipeline", side=spec.render.max_side, pages=len(pages), rows=rows.num_rows,
                 valid=int(pc.sum(rows["valid"]).as_py()), seconds=round(seconds, 2),
                 pages_per_s=round(len(pages) / seconds, 3),
                 prompt_tokens_per_page=round(sum(r["prompt_tokens"] or 0 for r in per_request.values()) / len(pages)),
                 output_tokens_per_page=round(sum(r["output_tokens"] or 0 for r in per_request.values()) / len(pages), 1),
                 engines=len(ready), engine_start_s=[s for s, _ in ready],
+                first_engine_call_after_ready_s=round(first_call - engine_ready, 2),
+                engine_batches=len({r["latency_s"] for r in timing if r["latency_s"] is not None}),
                 write_and_commit_s=round(ended - last_row, 1), wall_s=round(ended - started, 1),
                 render_s_per_page=round(pc.mean(rows["render_s"]).as_py(), 4), gpu_mem_peak_mib=memory.peak)
 

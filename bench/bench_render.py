@@ -23,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # docgen: generated documents
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # docgen: generated documents
+sys.path.insert(0, str(ROOT))
 
 import pymupdf  # noqa: E402
 from docgen import make_pdf  # noqa: E402

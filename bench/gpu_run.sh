@@ -12,7 +12,7 @@ export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 TEKKEN_SRC=$PWD/.
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 what=${1:-compare}; shift || true
 case "$what" in
-  compare|raw)
+  compare|raw|pipeline)
     python3 bench/bench_gpu.py "$what" --model /tmp/full --work /tmp/bench_gpu --out "$OUT/$TAG.json" "$@" \
       > "$OUT/$TAG.log" 2>&1; rc=$?
     grep -E '^\{' "$OUT/$TAG.log"; [ $rc = 0 ] || tail -30 "$OUT/$TAG.log" ;;

