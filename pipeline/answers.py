@@ -27,7 +27,10 @@ def validate_answer(raw: str | None, schema: dict[str, Any]) -> tuple[Any, str |
     if raw is None:
         return None, "no output"
     try:
-        value = json.loads(raw)
+        # strict=False: a raw tab or newline inside a string. xgrammar's JSON grammar lets the model
+        # emit one (seen with vLLM 0.32's CPU engine); it carries no structure, and answer_json is
+        # re-serialized with proper escapes.
+        value = json.loads(raw, strict=False)
     except json.JSONDecodeError as exc:
         return None, f"not JSON: {exc.msg} at char {exc.pos}"
     errors = sorted(_validator(json.dumps(schema, sort_keys=True)).iter_errors(value), key=lambda e: list(e.path))

@@ -83,6 +83,7 @@ def test_expand_refuses_prompts_over_the_context_and_passes_failed_pages(tmp_pat
     ('{"evidence":"no answer"}', False),
     ('{"answer":"x","extra":1}', False),
     ('{"answer":"cut', False),
+    ('{"answer":"a\tb"}', True),  # raw control character in a string: the grammar lets it through
     (None, False),
 ])
 def test_validate_answer(raw, ok):
