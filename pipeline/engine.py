@@ -190,11 +190,9 @@ class EngineActor:
                 "questions": "[]", "error_kind": None}
         requests = [r for r in expand_requests(page, self.task, self.task_spec, self.system_prompt,
                                                self.spec.max_model_len) if r.messages is not None]
-        results = self.loop.submit([r.messages for r in requests],
-                                   [self._sampling(r.schema, 2) for r in requests])
+        results = self._generate([r.messages for r in requests], [self._sampling(r.schema, 2) for r in requests])
         for result in results:
             if isinstance(result, Exception):  # not fatal: the real requests will say what is wrong
-                _exit_if_engine_dead(result)
                 print(f"docintel engine warm-up request failed: {result!r}", flush=True)
 
     def shutdown(self) -> None:

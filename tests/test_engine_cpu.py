@@ -25,11 +25,11 @@ def actor(demo_model):
     engine.shutdown()
 
 
-def _pages(tmp_path, questions, extra_text=None):
-    data = make_pdf(tmp_path / "doc.pdf", pages=2, extra_text=extra_text).read_bytes()
+def _pages(tmp_path, questions, extra_text=None, max_side=768, pages=2):
+    data = make_pdf(tmp_path / f"doc{max_side}.pdf", pages=pages, extra_text=extra_text).read_bytes()
     doc = {"doc_id": content_id(data), "source_uri": "doc.pdf", "questions": json.dumps(questions), "data": data,
            "error_kind": None, "error": None}
-    return split_document(doc, RenderSpec(dpi=72, max_side=768))
+    return split_document(doc, RenderSpec(dpi=72, max_side=max_side))
 
 
 def test_one_valid_answer_per_page_and_question(actor, tmp_path):
@@ -99,10 +99,7 @@ def test_every_task_schema_is_enforced_by_the_engine(actor, tmp_path, task_spec)
 def _requests(actor, tmp_path, max_side, n_pages):
     from pipeline.engine import expand_requests
 
-    data = make_pdf(tmp_path / f"doc{max_side}.pdf", pages=n_pages).read_bytes()
-    doc = {"doc_id": content_id(data), "source_uri": "doc.pdf", "questions": "[]", "data": data,
-           "error_kind": None, "error": None}
-    pages = split_document(doc, RenderSpec(dpi=72, max_side=max_side))
+    pages = _pages(tmp_path, [], max_side=max_side, pages=n_pages)
     reqs = [r for p in pages for r in expand_requests(p, actor.task, actor.task_spec, None, 4096)]
     return [r.messages for r in reqs], [actor._sampling(r.schema, 24) for r in reqs]
 
