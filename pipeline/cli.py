@@ -6,17 +6,50 @@
     docintel status|logs|stop JOB_ID --address http://HEAD:8265
     docintel demo-model ./demo-model      # tiny random-weight model for CPU demos and tests
 
-Exit codes: 0 done, 2 usage problem found before any work (bad spec, no inputs, no GPU),
-3 committed but some work was lost to worker failures (rows with error_kind=not_processed).
+Exit codes: see `Exit` below (and the README's reliability section).
 """
 from __future__ import annotations
 
 import argparse
+import enum
 import logging
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A `run` flag: what it sets in the spec, and how it is parsed. Declared once, used three times:
+    to build the parser, to turn arguments into spec overrides, and to pass them on to `submit`."""
+
+    name: str
+    dotted: str | None  # spec field it sets (None: handled below)
+    kwargs: dict[str, Any]
+
+
+FLAGS = (
+    Flag("input", "input.paths", dict(action="append", metavar="PATH", help="file, folder, glob or URI (repeatable)")),
+    Flag("manifest", "input.manifest", dict(help="JSONL/YAML/CSV listing documents and their questions")),
+    Flag("output", "output.path", dict(help="output folder or URI")),
+    Flag("model", "engine.model", dict(help="hub id or local model folder")),
+    Flag("task", "task.name", dict(help="task name (docvqa, chartqa, fields, classify)")),
+    Flag("question", "task.questions", dict(action="append", metavar="TEXT", help="default question (repeatable)")),
+    Flag("run-id", "output.run_id", dict(help="run id (default: time + random suffix)")),
+    Flag("device", "engine.device", dict(choices=["auto", "cuda", "cpu"])),
+    Flag("concurrency", "engine.concurrency", dict(type=int, help="engine replicas")),
+    Flag("address", "ray.address", dict(help="Ray address (default: running cluster or a new local one)")),
+    Flag("resume", None, dict(metavar="RUN_ID", help="finish an interrupted run: only its unwritten pages are done")),
+    Flag("incremental", "output.incremental", dict(action="store_true", default=None,
+                                                   help="skip documents a committed run in --output already "
+                                                        "answered the same way (same content, task, questions, "
+                                                        "model, prompts, rendering)")),
+    Flag("verbose", None, dict(action="store_true", help="show vLLM's and Ray's logs in the terminal")),
+    Flag("set", None, dict(action="append", default=[], metavar="KEY=VALUE",
+                           help="override any spec field by dotted path, e.g. engine.max_model_len=8192")),
+)
 
 
 def _add_spec_args(p: argparse.ArgumentParser, spec_positional: bool = True) -> None:
@@ -24,40 +57,21 @@ def _add_spec_args(p: argparse.ArgumentParser, spec_positional: bool = True) -> 
         p.add_argument("spec", nargs="?", help="job spec YAML (default: built-in defaults)")
     else:
         p.add_argument("--spec", help="job spec YAML (default: built-in defaults)")
-    p.add_argument("--input", action="append", metavar="PATH", help="file, folder, glob or URI (repeatable)")
-    p.add_argument("--manifest", help="JSONL/YAML/CSV listing documents and their questions")
-    p.add_argument("--output", help="output folder or URI")
-    p.add_argument("--model", help="hub id or local model folder")
-    p.add_argument("--task", help="task name (docvqa, ...)")
-    p.add_argument("--question", action="append", metavar="TEXT", help="default question (repeatable)")
-    p.add_argument("--run-id", help="run id (default: time + random suffix)")
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"])
-    p.add_argument("--concurrency", type=int, help="engine replicas")
-    p.add_argument("--address", help="Ray address (default: running cluster or a new local one)")
-    p.add_argument("--resume", metavar="RUN_ID", help="finish an interrupted run: skip documents it wrote")
-    p.add_argument("--incremental", action="store_true", default=None,
-                   help="skip documents whose content a committed run in --output already processed")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any spec field by dotted path, e.g. engine.max_model_len=8192")
+    for flag in FLAGS:
+        p.add_argument(f"--{flag.name}", **flag.kwargs)
+
+
+def _value(args: argparse.Namespace, flag: Flag) -> Any:
+    return getattr(args, flag.name.replace("-", "_"), None)
 
 
 def spec_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
     from pipeline.config import parse_override
 
-    pairs: list[tuple[str, Any]] = []
-    flags = {
-        "input": "input.paths", "manifest": "input.manifest", "output": "output.path", "model": "engine.model",
-        "task": "task.name", "question": "task.questions", "run_id": "output.run_id", "device": "engine.device",
-        "concurrency": "engine.concurrency", "address": "ray.address",
-    }
-    for attr, dotted in flags.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            pairs.append((dotted, value))
+    pairs: list[tuple[str, Any]] = [(f.dotted, _value(args, f)) for f in FLAGS
+                                    if f.dotted and _value(args, f) is not None]
     if getattr(args, "resume", None):
         pairs += [("output.run_id", args.resume), ("output.resume", True)]
-    if getattr(args, "incremental", None):
-        pairs.append(("output.incremental", True))
     pairs += [parse_override(s) for s in args.set]
     return pairs
 
@@ -68,53 +82,82 @@ def load_from_args(args: argparse.Namespace):
     return load_spec(args.spec, spec_overrides(args))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.run import UsageError, run_job
+class Exit(enum.IntEnum):
+    """The exit codes of `docintel run` (and eval), declared once; the README lists them."""
+
+    OK = 0              # committed; every page and question has its row
+    CRASHED = 1         # an unexpected error (its traceback is printed)
+    USAGE = 2           # a problem found before any work: bad spec, no inputs, no GPU, resume refused
+    LOST_WORK = 3       # committed, but some work was lost (rows with error_kind=not_processed)
+    ENGINE_FAILED = 4   # not committed: the engine could not start or made no progress; --resume later
+    STORAGE_FAILED = 5  # not committed: answered pages could not be written; --resume later
+
+
+def _run(args: argparse.Namespace, job) -> tuple[int, Any]:
+    """Load the spec, run `job(spec)`; (exit code, its result). Only problems found before the work
+    are usage errors: a failure during the run is reported as what it is."""
+    from pipeline.run import EngineFailed, StorageFailed, UsageError
 
     try:
         spec = load_from_args(args)
-        summary = run_job(spec)
-    except (UsageError, ValidationError, ValueError, FileNotFoundError) as exc:
+    except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
-        return 2
-    print(summary.render())
-    lost = summary.failures.get("not_processed", 0)
-    if lost:
-        print(f"docintel: {lost} documents/pages were not processed (worker failures after retries); they "
-              "have rows with error_kind=not_processed. Run again with --incremental to retry just those.",
+        return Exit.USAGE, None
+    try:
+        return Exit.OK, job(spec)
+    except UsageError as exc:
+        print(f"docintel: {exc}", file=sys.stderr)
+        return Exit.USAGE, None
+    except EngineFailed as exc:
+        print(f"docintel: {exc}", file=sys.stderr)
+        return Exit.ENGINE_FAILED, None
+    except StorageFailed as exc:
+        print(f"docintel: {exc}", file=sys.stderr)
+        return Exit.STORAGE_FAILED, None
+
+
+def _lost_work(summary) -> int:
+    if summary.lost:
+        print(f"docintel: {summary.lost} documents/pages were not processed (their work was lost); they have "
+              "rows with error_kind=not_processed. Run again with --incremental to redo just those.",
               file=sys.stderr)
-        return 3
-    return 0
+        return Exit.LOST_WORK
+    return Exit.OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.run import run_job
+
+    code, summary = _run(args, run_job)
+    if summary is None:
+        return code
+    print(summary.render())
+    return _lost_work(summary)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from pipeline.evaluate import headline, run_eval
-    from pipeline.run import UsageError
 
-    try:
-        spec = load_from_args(args)
-        scores, where, summary = run_eval(spec, args.gold)
-    except (UsageError, ValidationError, ValueError, FileNotFoundError) as exc:
-        print(f"docintel: {exc}", file=sys.stderr)
-        return 2
+    code, result = _run(args, lambda spec: run_eval(spec, args.gold))
+    if result is None:
+        return code
+    scores, where, summary = result
     print(summary.render())
     print(f"eval     {headline(scores)}\n  scores   {where}/scores.parquet\n  report   {where}/report.html")
-    return 0
+    return _lost_work(summary)
 
 
 def _run_args(args: argparse.Namespace, run_id: str) -> list[str]:
-    """The `run` arguments of a submitted job: the user's own, with the run id fixed."""
+    """The `run` arguments of a submitted job: the user's own flags, with the run id fixed."""
     argv = [args.spec] if args.spec else []
-    for flag in ("input", "question"):
-        for value in getattr(args, flag) or []:
-            argv += [f"--{flag}", value]
-    for flag in ("manifest", "output", "model", "task", "device", "concurrency"):
-        if getattr(args, flag) is not None:
-            argv += [f"--{flag}", str(getattr(args, flag))]
-    if args.incremental:
-        argv.append("--incremental")
-    for item in args.set:
-        argv += ["--set", item]
+    for flag in FLAGS:
+        value = _value(args, flag)
+        if flag.name in ("run-id", "resume", "address") or value in (None, [], False):
+            continue
+        if flag.kwargs.get("action") == "store_true":
+            argv.append(f"--{flag.name}")
+        else:
+            argv += [x for v in (value if isinstance(value, list) else [value]) for x in (f"--{flag.name}", str(v))]
     return argv + (["--resume", run_id] if args.resume else ["--run-id", run_id])
 
 

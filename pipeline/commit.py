@@ -1,171 +1,164 @@
-"""Stage 7: finish a run after the streaming write, then commit it.
+"""Stage 7: commit a run, with driver memory that does not grow with the run.
 
-    1. drop superseded rows: on --resume, rows an interrupted attempt wrote for documents it did
-       not finish (those documents were processed again);
-    2. fill the document-level roll-up column (doc_answer_json) across all files of the run: it
-       needs every page of a document, which the streaming write never sees together;
-    3. account for lost work: not_processed rows for documents/pages without a row;
-    4. write _manifest/manifest.parquet (one row per document: id, source, pages, status; in a
-       sub-folder so that globs like OUTPUT/*/*.parquet match data files only);
-    5. write _SUCCESS with the run's counts: from here on readers see the run.
-Steps 1-4 are idempotent: an interrupted commit is redone by --resume.
+    1. check that every staged page file reads (resume.written_files: an unreadable one is moved to
+       quarantine, never deleted) and drop what an earlier commit attempt derived;
+    2. one pass in Ray over the listed inputs and a few columns of the staged files, grouped by
+       document (perdoc.py): per document, the rows for work that was lost (accounting.py), its
+       document-table rows (rollup.py) and its manifest row (manifest.py);
+    3. write those: the document table and the not_processed rows to staging, the manifest to the
+       run's record; the counts for _SUCCESS are summed from the manifest rows as they stream by;
+    4. move the staged files into the tables (OUTPUT/pages/RUN_ID, OUTPUT/documents/RUN_ID);
+    5. write _SUCCESS, whole, with the counts and committed_at: from here on the run is committed.
+Data files are never rewritten. Every step can be redone: an interrupted commit is finished by
+`--resume RUN_ID`, which redoes exactly steps 1-5.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-from collections import defaultdict
+import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from pipeline import accounting, answers, output
-from pipeline.sources import DocumentRef
+from pipeline import accounting, layout, manifest, rollup, writer
+from pipeline.identity import document_key
+from pipeline.resume import drop_derived, written_files
+from pipeline.rows import DOCUMENT_TABLE, MANIFEST, PAGE_TABLE, Column, Shape
 from pipeline.tasks import Task
 
 log = logging.getLogger(__name__)
 
-# Failures worth another try on the same content (--incremental does not skip these documents).
-TRANSIENT = {"engine_error", "not_processed", "read_error", "render_crash"}
-SKIPPED = "skipped_unchanged"
-
-MANIFEST_SCHEMA = pa.schema([
-    ("source_uri", pa.string()), ("doc_id", pa.string()), ("pages", pa.int32()), ("rows", pa.int32()),
-    ("valid_rows", pa.int32()), ("status", pa.string()), ("error_kinds", pa.string()),
-])
+ROW_COLUMNS = pa.schema([PAGE_TABLE.schema.field(n) for n in
+                         (*rollup.COLUMNS, "prompt_tokens", "output_tokens", "request_questions")])
+_M = "m_"  # manifest columns in the commit's result rows
 
 
-def data_files(target: str) -> list[str]:
-    """Parquet files of a run folder (paths inside its filesystem), '_' and '.' files excluded."""
-    import pyarrow.fs as pafs
+@dataclass
+class CommitContext:
+    paths: layout.RunPaths
+    task: Task
+    fingerprint: dict[str, Any]
+    model_id: str
+    max_pages: int
+    documents: int  # listed
 
-    fs, inner = output.open_fs(target)
-    infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.extension == "parquet"
-                  and not i.base_name.startswith(("_", ".")))
-
-
-def read_rows(target: str, files: list[str] | None = None, columns: list[str] | None = None) -> pa.Table:
-    """Rows of a run's files. A file an interrupted write left unreadable is deleted."""
-    fs, _ = output.open_fs(target)
-    tables = []
-    for path in data_files(target) if files is None else files:
-        try:
-            with fs.open_input_file(path) as f:
-                tables.append(pq.read_table(f, columns=columns, schema=output.SCHEMA))
-        except (pa.ArrowInvalid, OSError) as exc:
-            log.warning("removing %s, left unreadable by an interrupted write: %s", path, exc)
-            fs.delete_file(path)
-    schema = output.SCHEMA if columns is None else pa.schema([output.SCHEMA.field(c) for c in columns])
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    @property
+    def document_shape(self) -> Shape:
+        """The document table; an extraction adds its typed columns after the fixed ones."""
+        typed = [Column(f.name, f.type, True, f"Field of the user's schema ({f.name}).")
+                 for f in self.task.document_fields]
+        return DOCUMENT_TABLE.extend("documents", typed)
 
 
-def complete_sources(refs: list[DocumentRef], rows: list[dict[str, Any]], max_pages: int) -> set[str]:
-    """Sources whose every page has a row (what --resume need not process again)."""
-    by_source: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_source[row["source_uri"]].append(row)
-    return {ref.source_uri for ref in refs if by_source.get(ref.source_uri)
-            and not accounting.missing_rows([ref], by_source[ref.source_uri], "", "", max_pages)}
+def _result_shape(ctx: CommitContext) -> Shape:
+    extra = [Column("kind", pa.string(), False, "doc, lost or manifest")]
+    extra += [Column(_M + c.name, c.type, True, c.description) for c in MANIFEST.columns if c.name != "source_uri"]
+    extra += [Column(_M + n, pa.int64(), True, "") for n in ("prompt_tokens", "output_tokens")]
+    extra.append(Column(_M + "kind_counts", pa.string(), True, "JSON: error kind -> rows"))
+    return ctx.document_shape.extend("commit_result", extra).nullable()
 
 
-def document_status(rows: list[dict[str, Any]]) -> str:
-    kinds = {r["error_kind"] for r in rows}
-    if kinds == {SKIPPED}:
-        return SKIPPED
-    if kinds == {None}:
-        return "ok"
-    return "retry" if kinds & TRANSIENT else "failed"
+def settle_document(source_uri: str, listed: dict | None, rows: list[dict], ctx: CommitContext) -> list[dict]:
+    """Step 2 for one document (runs in Ray)."""
+    now = layout.now_utc()
+    base = {"run_id": ctx.paths.run_id, "task": ctx.task.name, "model_id": ctx.model_id,
+            "prompt_version": ctx.task.prompt_version, "created_at": now}
+    lost = accounting.missing_rows(source_uri, rows, ctx.max_pages, base) if listed is not None else []
+    everything = rows + [{c: r.get(c) for c in ROW_COLUMNS.names} for r in lost]
+    out = [dict(r, kind="lost") for r in lost]
+    out += [dict(r, kind="doc") for r in rollup.document_rows(ctx.task, everything, base, ctx.task.convert)]
+    questions = listed.get("questions") if listed else None
+    share = [1 / (r.get("request_questions") or 1) for r in everything]
+    m = manifest.manifest_row(source_uri, everything, document_key(ctx.fingerprint, questions), ctx.max_pages)
+    out.append({"kind": "manifest", "source_uri": source_uri, "doc_id": m["doc_id"] or "",
+                "task": ctx.task.name, "status": m["status"], "run_id": ctx.paths.run_id,
+                "model_id": ctx.model_id, "prompt_version": ctx.task.prompt_version, "created_at": now,
+                **{_M + k: v for k, v in m.items() if k != "source_uri"},
+                _M + "prompt_tokens": round(sum((r.get("prompt_tokens") or 0) * w for r, w in zip(everything, share))),
+                _M + "output_tokens": round(sum((r.get("output_tokens") or 0) * w for r, w in zip(everything, share))),
+                _M + "kind_counts": json.dumps(Counter(r["error_kind"] for r in everything if r["error_kind"]))})
+    return out
 
 
-def manifest(rows: list[dict[str, Any]]) -> pa.Table:
-    by_source: dict[str, list[dict]] = defaultdict(list)
-    for row in rows:
-        by_source[row["source_uri"]].append(row)
-    out = []
-    for source, doc_rows in sorted(by_source.items()):
-        out.append({
-            "source_uri": source, "doc_id": doc_rows[0]["doc_id"],
-            "pages": len({r["page_index"] for r in doc_rows if r["page_index"] is not None}),
-            "rows": len(doc_rows), "valid_rows": sum(1 for r in doc_rows if r["valid"]),
-            "status": document_status(doc_rows),
-            "error_kinds": ",".join(sorted({r["error_kind"] for r in doc_rows if r["error_kind"]})) or None,
-        })
-    return pa.Table.from_pylist(out, schema=MANIFEST_SCHEMA)
+def _select(batch: pa.Table, kind: str, shape: Shape, prefix: str = "") -> pa.Table:
+    rows = batch.filter(pc.equal(batch.column("kind"), kind))
+    cols = {c: rows.column(prefix + c if prefix + c in rows.column_names else c) for c in shape.names}
+    return pa.table(cols).cast(shape.schema)
 
 
-def processed_ids(output_path: str) -> dict[str, str]:
-    """doc_id -> run_id of documents done in committed runs (for --incremental)."""
-    done: dict[str, str] = {}
-    fs, inner = output.open_fs(output_path)
-    for run_id in output.committed_runs(output_path):
-        path = f"{inner}/run_id={run_id}/_manifest/manifest.parquet"
-        try:
-            with fs.open_input_file(path) as f:
-                table = pq.read_table(f, columns=["doc_id", "status"])
-        except (FileNotFoundError, OSError):
-            continue
-        for row in table.to_pylist():
-            if row["status"] in ("ok", "failed"):
-                done[row["doc_id"]] = run_id
-    return done
+def _write_lost(batch: pa.Table, directory: str) -> pa.Table:
+    rows = _select(batch, "lost", _LOST_SHAPE).to_pylist()
+    full = [PAGE_TABLE.row(r, valid=False, attempts=0, error_kind=str(accounting.LOST)) for r in rows]
+    if not full:
+        return writer.RECEIPT.empty()
+    return writer.RECEIPT.table([writer.write_rows(full, directory, prefix="lost-")])
 
 
-def _rewrite(fs, path: str, table: pa.Table) -> None:
-    tmp = path.rsplit("/", 1)
-    tmp_path = f"{tmp[0]}/.{tmp[1]}.tmp"
-    with fs.open_output_stream(tmp_path) as f:
-        pq.write_table(table, f)
-    fs.move(tmp_path, path)
+_LOST_SHAPE = Shape("lost", [c for c in PAGE_TABLE.columns if c.name in DOCUMENT_TABLE.names]).nullable()
 
 
-def _with_rollup(table: pa.Table, rolled: dict[tuple, str | None]) -> pa.Table:
-    keys = zip(table.column("source_uri").to_pylist(), table.column("question").to_pylist())
-    column = pa.array([rolled.get(k) for k in keys], pa.string())
-    return table.set_column(table.schema.get_field_index("doc_answer_json"), "doc_answer_json", column)
+def _write_ray(ds, directory: str) -> None:
+    fs, inner = layout.open_fs(directory)
+    ds.write_parquet(inner, filesystem=fs, min_rows_per_file=50_000)
 
 
-def finish_run(target: str, refs: list[DocumentRef], task: Task, model_id: str, max_pages: int,
-               old_files: list[str], redo: set[str]) -> list[dict[str, Any]]:
-    """Steps 1-4 above; returns every row of the run (for the summary)."""
-    fs, inner = output.open_fs(target)
-    for path in old_files:  # 1. rows of documents processed again by this attempt
-        table = read_rows(target, [path])
-        kept = table.filter(pc.invert(pc.is_in(table.column("source_uri"), pa.array(sorted(redo), pa.string()))))
-        if kept.num_rows != table.num_rows:
-            _rewrite(fs, path, kept)
+def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float) -> dict[str, Any]:
+    """Steps 1-5; returns the _SUCCESS content (`started`: time.monotonic() when the job began)."""
+    paths = ctx.paths
+    files = written_files(paths)  # 1.
+    drop_derived(paths)
+    from pipeline.perdoc import by_document
 
-    cols = ["source_uri", "doc_id", "page_index", "page_count", "question", "valid", "answer_json", "error_kind"]
-    rows = read_rows(target, columns=cols).to_pylist()
-    lost = accounting.missing_rows(refs, rows, task.name, task.prompt_version, max_pages)  # 3.
-    if lost:
-        now = _dt.datetime.now(_dt.timezone.utc)
-        table = output.to_table([output.finalize_row(r, model_id, now) for r in lost])
-        fs.create_dir(inner, recursive=True)  # every batch may have been lost: nothing created it yet
-        with fs.open_output_stream(f"{inner}/not-processed-{len(data_files(target))}.parquet") as f:
-            pq.write_table(table, f)
-        log.warning("%d documents/pages lost to worker failures: written as not_processed rows", len(lost))
+    shape = _result_shape(ctx)
+    result = by_document(paths.inputs, files, ROW_COLUMNS, settle_document, shape, ctx.documents,
+                         fn_kwargs={"ctx": ctx}).materialize()  # 2. (in the object store, not here)
 
-    by_source: dict[str, list[dict]] = defaultdict(list)  # 2. roll-up over all pages of each document
-    for row in rows:
-        by_source[row["source_uri"]].append(row)
-    rolled = {(r["source_uri"], r["question"]): r["doc_answer_json"]
-              for doc_rows in by_source.values() for r in answers.rollup_document(doc_rows, task)}
-    for path in data_files(target):
-        table = read_rows(target, [path])
-        updated = _with_rollup(table, rolled)
-        if not updated.column("doc_answer_json").equals(table.column("doc_answer_json")):
-            _rewrite(fs, path, updated)
+    docs = result.map_batches(_select, batch_format="pyarrow",
+                              fn_kwargs={"kind": "doc", "shape": ctx.document_shape})  # 3.
+    _write_ray(docs, paths.staging("documents"))
+    lost_receipts = result.map_batches(_write_lost, batch_format="pyarrow",
+                                       fn_kwargs={"directory": paths.staging("lost")})
+    totals: dict[str, Any] = {}
+    for batch in lost_receipts.iter_batches(batch_format="pyarrow", batch_size=None):
+        writer.add_receipts(totals, batch)
+    if totals.get("write_errors"):
+        raise OSError(f"could not write the not_processed rows: {totals['write_errors'][0]}")
+    _write_ray(result.map_batches(_select, batch_format="pyarrow",
+                                  fn_kwargs={"kind": "manifest", "shape": MANIFEST, "prefix": _M}), paths.manifest)
+    counts = _count(result)
 
-    all_rows = read_rows(target, columns=cols + ["prompt_tokens", "output_tokens", "request_questions"]).to_pylist()
-    fs.create_dir(f"{inner}/_manifest", recursive=True)
-    with fs.open_output_stream(f"{inner}/_manifest/manifest.parquet") as f:  # 4.
-        pq.write_table(manifest(all_rows), f)
-    return all_rows
+    layout.move_files(paths.staging("pages"), paths.pages)  # 4.
+    layout.move_files(paths.staging("lost"), paths.pages)
+    layout.move_files(paths.staging("documents"), paths.documents)
+    marker = dict(summary_extra, **counts, seconds=round(time.monotonic() - started, 3),
+                  committed_at=layout.now_utc().isoformat())  # 5.
+    layout.write_json(paths.success, marker)
+    return marker
 
 
-def commit(target: str, summary: dict[str, Any]) -> None:
-    output.write_marker(target, "_SUCCESS", json.loads(json.dumps(summary, default=str)))
+def _count(result) -> dict[str, Any]:
+    """Run totals from the manifest rows, streamed: a few numbers held, whatever the run's size."""
+    cols = [_M + c for c in ("rows", "valid_rows", "pages", "status", "prompt_tokens", "output_tokens", "kind_counts")]
+    totals: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    manifests = result.map_batches(_select_manifest, batch_format="pyarrow", fn_kwargs={"cols": cols})
+    for batch in manifests.iter_batches(batch_format="pyarrow", batch_size=4096):
+        for row in batch.to_pylist():
+            skipped = row[_M + "status"] == "skipped_unchanged"
+            totals["documents_skipped" if skipped else "documents"] += 1
+            if not skipped:
+                for key in ("rows", "valid_rows", "pages", "prompt_tokens", "output_tokens"):
+                    totals[key] += row[_M + key] or 0
+                failures.update(json.loads(row[_M + "kind_counts"] or "{}"))
+    return {"documents": totals["documents"], "skipped_unchanged": totals["documents_skipped"],
+            "pages": totals["pages"], "rows": totals["rows"], "valid_rows": totals["valid_rows"],
+            "prompt_tokens": totals["prompt_tokens"], "output_tokens": totals["output_tokens"],
+            "failures": dict(failures)}
+
+
+def _select_manifest(batch: pa.Table, cols: list[str]) -> pa.Table:
+    return batch.filter(pc.equal(batch.column("kind"), "manifest")).select(cols)

@@ -65,6 +65,8 @@ class EngineSpec(_Strict):
     dtype: str = "bfloat16"
     quantization: str | None = None
     load_format: str | None = Field(None, description="Default: 'mistral' for real weights, 'dummy' for the demo model.")
+    config_format: str = Field("mistral", description="How vLLM reads the model's config: 'mistral' "
+                               "(params.json, as the model card says) or 'hf'.")
     enforce_eager: bool = False
     temperature: float = Field(0.15, ge=0.0)
     seed: int | None = 0
@@ -79,6 +81,11 @@ class EngineSpec(_Strict):
     request_timeout_s: float | None = Field(
         600.0, gt=0, description="A request with no answer this long after it entered the engine is "
                                  "aborted; its rows get error_kind engine_error (None: no limit).")
+    step_timeout_s: float = Field(
+        60.0, gt=0, description="One engine step (a forward pass) that does not return this long means a "
+                                "stopped or wedged engine: the actor restarts and its work is retried.")
+    logprobs: bool = Field(True, description="Ask for the sampled tokens' log-probabilities: each answer's "
+                           "confidence comes from them.")
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache of the CPU backend (demo/tests).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm.LLM as is (last word).")
 
@@ -96,7 +103,9 @@ class RenderSpec(_Strict):
 class OutputSpec(_Strict):
     path: str = Field("./out", description="Folder or URI; each run writes OUTPUT/run_id=RUN_ID/.")
     run_id: str | None = Field(None, description="Default: UTC time + short random suffix.")
-    rows_per_file: int = Field(50_000, ge=1)
+    pages_per_file: int = Field(512, ge=1, description="Pages per data file: answered pages reach disk in files "
+                                "of this many as the job runs (a driver that dies loses at most the pages "
+                                "in flight).")
     resume: bool = Field(False, description="Finish the unfinished run output.run_id: skip documents it wrote.")
     incremental: bool = Field(
         False, description="Skip documents whose content (hash) a committed run in this output already did.")
@@ -115,6 +124,9 @@ class StorageSpec(_Strict):
 
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2), e.g. http://minio:9000")
     region: str | None = None
+    shared_filesystem: bool = Field(
+        False, description="Local input/output paths are on a filesystem every node of the cluster mounts "
+                           "at the same path (else they are refused on a cluster of several nodes).")
 
     def apply_env(self) -> None:
         """Export the settings where pyarrow and boto3 read them, for this process and Ray workers."""
@@ -129,11 +141,16 @@ class StorageSpec(_Strict):
 class RaySpec(_Strict):
     address: str | None = Field(None, description="Ray address; default: the running cluster or a new local one.")
     progress_bars: bool = True
-    engine_retries: int = Field(3, ge=0, description="Retries of a batch whose engine actor died (the actor "
-                                                     "itself is always restarted).")
+    engine_start_attempts: int = Field(
+        3, ge=1, description="Engine starts that may fail in a row (before it is ever ready) before the job "
+                             "stops, not committed (exit code 4).")
+    max_restarts_without_progress: int = Field(
+        5, ge=0, description="Engine restarts with no page answered in between before the job stops, not "
+                             "committed (exit code 4); --resume finishes it later.")
     max_errored_blocks: int = Field(
         -1, description="Blocks Ray Data may lose before the job fails (-1: no limit; lost work gets "
                         "not_processed rows, see pipeline/accounting.py).")
+    health_poll_s: float = Field(2.0, gt=0, description="How often the driver reads the engines' health ledger.")
 
 
 class JobSpec(_Strict):

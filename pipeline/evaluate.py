@@ -14,7 +14,7 @@ Scores, one row per gold item (metrics in pipeline/metrics.py):
            answer's `value` when it has one (the schema keeps the unit apart), else `answer`
   fields   field-level F1 against the gold object; correct = exact match of every field
   classify accuracy of doc_type
-A gold item without a page is scored on the document-level roll-up answer (doc_answer_json).
+A gold item without a page is scored on the document table's answer (the roll-up over its pages).
 Output: OUTPUT/_eval/RUN_ID/scores.parquet and report.html (the '_' keeps them out of readers of
 OUTPUT's rows).
 """
@@ -39,7 +39,7 @@ SCORES_SCHEMA = pa.schema([
     ("score", pa.float64()), ("correct", pa.bool_()), ("width", pa.int32()), ("height", pa.int32()),
     ("gold_doc_type", pa.string()), ("predicted_doc_type", pa.string()), ("latency_s", pa.float64()),
     ("prompt_tokens", pa.int32()), ("output_tokens", pa.int32()), ("valid", pa.bool_()),
-    ("error_kind", pa.string()),
+    ("error_kind", pa.string()), ("confidence", pa.float64()),
 ])
 
 
@@ -130,21 +130,23 @@ def _score(task: str, item: GoldItem, answer: Any, prediction: str | None) -> tu
     return float(scores["f1"]), bool(scores["exact_match"])
 
 
-def score_items(items: list[GoldItem], rows: list[dict[str, Any]], task: str, run_id: str) -> pa.Table:
-    """Join gold items to the pipeline's output rows and score each item. Pure: no I/O."""
+def score_items(items: list[GoldItem], rows: list[dict[str, Any]], task: str, run_id: str,
+                documents: list[dict[str, Any]] = ()) -> pa.Table:
+    """Join gold items to the pipeline's page rows (or, for an item without a page, its document
+    row) and score each item. Pure: no I/O."""
     by_page: dict[tuple, dict] = {}
     by_doc: dict[tuple, dict] = {}
     for row in rows:
         by_page[(row["source_uri"], row["page_index"], row["question"])] = row
-        by_doc.setdefault((row["source_uri"], row["question"]), row)
+    for row in documents:
+        by_doc[(row["source_uri"], row["question"])] = row
     out = []
     for item in items:
         if item.page_index is not None:
             row = by_page.get((item.document, item.page_index, item.question))
-            answer = json.loads(row["answer_json"]) if row and row["answer_json"] else None
         else:
             row = by_doc.get((item.document, item.question))
-            answer = json.loads(row["doc_answer_json"]) if row and row["doc_answer_json"] else None
+        answer = json.loads(row["answer_json"]) if row and row["answer_json"] else None
         prediction = _prediction(task, answer)
         score, correct = _score(task, item, answer, prediction)
         row = row or {}
@@ -158,17 +160,15 @@ def score_items(items: list[GoldItem], rows: list[dict[str, Any]], task: str, ru
             "height": row.get("height"), "gold_doc_type": item.doc_type,
             "predicted_doc_type": prediction if task == "classify" else None,
             "latency_s": row.get("latency_s"), "prompt_tokens": row.get("prompt_tokens"),
-            "output_tokens": row.get("output_tokens"), "valid": bool(row.get("valid")),
-            "error_kind": row.get("error_kind") if row else "missing_row",
+            "output_tokens": row.get("output_tokens"), "valid": bool(row.get("valid", row.get("answer_json"))),
+            "error_kind": row.get("error_kind") if row else "missing_row", "confidence": row.get("confidence"),
         })
     return pa.Table.from_pylist(out, schema=SCORES_SCHEMA)
 
 
 def run_eval(spec, gold_path: str) -> tuple[pa.Table, Path, Any]:
     """Run the job spec over the gold set; write scores and the HTML report next to the output."""
-    import pyarrow.parquet as pq
-
-    from pipeline import output, report
+    from pipeline import layout, output, report
     from pipeline.run import run_job
 
     items = load_gold(gold_path)
@@ -182,17 +182,14 @@ def run_eval(spec, gold_path: str) -> tuple[pa.Table, Path, Any]:
     if not spec.input.allowed_roots:
         spec.input.allowed_roots = [str(Path(gold_path).resolve().parent)]
     summary = run_job(spec)
-    rows = output.read_results(spec.output.path, spec.output.run_id).to_pylist()
-    scores = score_items(items, rows, spec.task.name, spec.output.run_id)
+    rows = output.read_pages(spec.output.path, spec.output.run_id).to_pylist()
+    documents = output.read_documents(spec.output.path, spec.output.run_id).to_pylist()
+    scores = score_items(items, rows, spec.task.name, spec.output.run_id, documents)
     target = f"{spec.output.path.rstrip('/')}/_eval/{spec.output.run_id}"
-    fs, inner = output.open_fs(target)
-    fs.create_dir(inner, recursive=True)
-    with fs.open_output_stream(f"{inner}/scores.parquet") as f:
-        pq.write_table(scores, f)
+    layout.write_table(f"{target}/scores.parquet", scores)
     meta = {"gold": str(gold_path), **summary.as_dict()}
     html = report.render_report(scores, f"docintel eval: {spec.task.name} ({len(items)} questions)", meta)
-    with fs.open_output_stream(f"{inner}/report.html") as f:
-        f.write(html.encode())
+    layout.write_atomic(f"{target}/report.html", html.encode())
     return scores, Path(target), summary
 
 

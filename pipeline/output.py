@@ -1,147 +1,81 @@
-"""Stage 6: rows -> Parquet with one fixed Arrow schema, committed per run.
+"""Reading what runs wrote: the page table and the document table, committed runs only.
 
-Layout: OUTPUT/run_id=RUN_ID/*.parquet, then OUTPUT/run_id=RUN_ID/_SUCCESS (JSON with the run's
-counts) once every file is written. Each run has its own folder, so a rerun never mixes with an
-earlier one; a folder without _SUCCESS is an unfinished run, and `committed_runs`/`read_results`
-skip it. Files starting with '_' are ignored by pyarrow, DuckDB and Spark readers.
+    OUTPUT/pages/RUN_ID/*.parquet       one row per (page, question), and a row per failure
+    OUTPUT/documents/RUN_ID/*.parquet   one row per (document, question); per document for fields
 
-The schema is documented field by field below and kept in schemas/output.arrow.json (a test
-checks the two agree).
+Whole-folder reads (pyarrow, pandas, DuckDB, Polars, Spark) of OUTPUT/pages or OUTPUT/documents see
+committed runs only (pipeline/layout.py says why). These helpers add the choice of one run:
+`read_pages(OUT)` is the latest committed run by commit time. The schemas are in rows.py and
+written to schemas/*.arrow.json (a test keeps the files equal to the code).
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as pads
 
-# The run id is a Hive partition column: it is the folder name run_id=RUN_ID, not stored in the
-# files (as Spark, DuckDB, pyarrow and Ray write partitions). Readers of OUTPUT get it as a column;
-# storing it in the files too would make pyarrow refuse the dataset (string vs dictionary field).
-PARTITION_FIELD = ("run_id", pa.string(), False, "The run that wrote the row: the folder run_id=RUN_ID.")
+from pipeline import layout
+from pipeline.rows import DOCUMENT_TABLE, PAGE_TABLE, Shape
 
-# (name, type, nullable, description) of the columns in every file
-FIELDS: list[tuple[str, pa.DataType, bool, str]] = [
-    ("doc_id", pa.string(), False, "sha256 of the document bytes (32 hex chars); 'uri:...' if unreadable."),
-    ("source_uri", pa.string(), False, "Where the document was read from."),
-    ("page_index", pa.int32(), True, "0-based page (or TIFF frame); null for a row about the whole document."),
-    ("page_count", pa.int32(), True, "Pages in the document, when known."),
-    ("width", pa.int32(), True, "Width in pixels of the image the model saw."),
-    ("height", pa.int32(), True, "Height in pixels of the image the model saw."),
-    ("doc_format", pa.string(), True, "Format detected from the bytes: pdf, png, jpeg, tiff, ..."),
-    ("task", pa.string(), False, "Task name (docvqa, ...)."),
-    ("question", pa.string(), True, "The question asked; null for tasks without one and for failed pages."),
-    ("answer_json", pa.string(), True, "The answer as JSON text, valid against the task schema; null if invalid."),
-    ("answer_text", pa.string(), True, "Typed view: the answer string, where the task has one."),
-    ("answer_number", pa.float64(), True, "Typed view: the numeric answer, where the task has one."),
-    ("answer_unit", pa.string(), True, "Typed view: the unit of answer_number, where given."),
-    ("doc_answer_json", pa.string(), True, "Document-level answer to this question, rolled up over the "
-     "document's pages by the task's rule (default: the answer most pages give; ties: earliest page)."),
-    ("raw_output", pa.string(), True, "What the engine returned, verbatim (the whole array when asked together)."),
-    ("request_questions", pa.int16(), True, "Questions answered by the engine request of this row; its "
-     "token counts are that request's."),
-    ("valid", pa.bool_(), False, "True when answer_json is valid for the task schema."),
-    ("error_kind", pa.string(), True, "Null on success; else a short machine-readable kind."),
-    ("error", pa.string(), True, "Human-readable error message."),
-    ("finish_reason", pa.string(), True, "vLLM's finish reason of the last attempt (stop, length)."),
-    ("attempts", pa.int8(), False, "Engine attempts for this row (0 if it never reached the engine)."),
-    ("model_id", pa.string(), False, "Model path or hub id; demo models are labelled as random weights."),
-    ("prompt_version", pa.string(), False, "Prompt template version (prompts.PROMPT_VERSION/task-version)."),
-    ("prompt_tokens", pa.int32(), True, "Prompt tokens, image included."),
-    ("output_tokens", pa.int32(), True, "Generated tokens of the last attempt."),
-    ("latency_s", pa.float64(), True, "Wall seconds of the engine call that answered the row (shared by its batch)."),
-    ("render_s", pa.float64(), True, "Seconds spent rendering the page."),
-    ("created_at", pa.timestamp("us", tz="UTC"), False, "When the row was produced."),
-]
-
-SCHEMA = pa.schema(
-    [pa.field(name, typ, nullable=nullable, metadata={"description": desc}) for name, typ, nullable, desc in FIELDS],
-    metadata={"docintel.schema_version": "1"},
-)
-
-
-def schema_document() -> dict[str, Any]:
-    """The schema as the JSON document stored in schemas/output.arrow.json."""
-    name, typ, nullable, desc = PARTITION_FIELD
-    return {
-        "title": "docintel output rows",
-        "description": "One row per (page, question) for each task; failed documents and pages have rows "
-                       "too, with error_kind and error set. Hive-partitioned by run: OUTPUT/run_id=RUN_ID/"
-                       "*.parquet, committed by OUTPUT/run_id=RUN_ID/_SUCCESS.",
-        "schema_version": SCHEMA.metadata[b"docintel.schema_version"].decode(),
-        "partition_columns": [{"name": name, "type": str(typ), "nullable": nullable, "description": desc}],
-        "fields": [{"name": n, "type": str(t), "nullable": nl, "description": d} for n, t, nl, d in FIELDS],
-    }
-
-
-def finalize_row(row: dict[str, Any], model_id: str, now: _dt.datetime) -> dict[str, Any]:
-    """Engine/parse row -> exactly the output columns."""
-    out = {name: row.get(name) for name, *_ in FIELDS}
-    out.update(model_id=model_id, created_at=now, render_s=row.get("render_seconds"),
-               valid=bool(row.get("valid")), attempts=int(row.get("attempts") or 0))
-    if out["error"] is not None:
-        out["error"] = str(out["error"])[:4000]
-    return out
-
-
-def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
-
-
-def run_dir(output: str, run_id: str) -> str:
-    return f"{output.rstrip('/')}/run_id={run_id}"
-
-
-def open_fs(path: str):
-    import pyarrow.fs as pafs
-
-    from pipeline.sources import filesystem_for, is_uri
-
-    if is_uri(path):
-        return filesystem_for(path)
-    return pafs.LocalFileSystem(), path
-
-
-def write_marker(directory: str, name: str, payload: dict[str, Any]) -> None:
-    fs, inner = open_fs(directory)
-    fs.create_dir(inner, recursive=True)
-    with fs.open_output_stream(f"{inner}/{name}") as f:
-        f.write(json.dumps(payload, indent=1, default=str).encode())
-
-
-def read_marker(directory: str, name: str = "_SUCCESS") -> dict[str, Any] | None:
-    import pyarrow.fs as pafs
-
-    fs, inner = open_fs(directory)
-    if fs.get_file_info(f"{inner}/{name}").type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(f"{inner}/{name}") as f:
-        return json.loads(f.read())
+SCHEMA_VERSION = "2"
 
 
 def committed_runs(output: str) -> list[str]:
-    """Run ids under OUTPUT that finished (have _SUCCESS), oldest first by name."""
-    import pyarrow.fs as pafs
-
-    fs, inner = open_fs(output)
-    infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
-    runs = sorted(i.base_name.split("=", 1)[1] for i in infos
-                  if i.type == pafs.FileType.Directory and i.base_name.startswith("run_id="))
-    return [r for r in runs if read_marker(run_dir(output, r)) is not None]
+    """Run ids under OUTPUT that committed, oldest commit first."""
+    return [run_id for run_id, _ in layout.committed_runs(output)]
 
 
-def read_results(output: str, run_id: str | None = None) -> pa.Table:
-    """The rows of one committed run (default: the latest committed one), run_id column included."""
-    import pyarrow.dataset as pads
-
+def _run_files(output: str, run_id: str | None, table: str) -> tuple[str, list[str]]:
     runs = committed_runs(output)
     if run_id is None:
         if not runs:
             raise FileNotFoundError(f"no committed run under {output}")
         run_id = runs[-1]
     elif run_id not in runs:
-        raise FileNotFoundError(f"run {run_id} under {output} is missing or unfinished (no _SUCCESS)")
-    fs, inner = open_fs(run_dir(output, run_id))
-    table = pads.dataset(inner, filesystem=fs, format="parquet", schema=SCHEMA).to_table()
-    return table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
+        raise FileNotFoundError(f"run {run_id} under {output} is missing or unfinished (not committed)")
+    paths = layout.RunPaths(output, run_id)
+    return run_id, layout.list_files(paths.pages if table == "pages" else paths.documents)
+
+
+def _read(output: str, run_id: str | None, table: str, schema: pa.Schema | None) -> pa.Table:
+    run_id, files = _run_files(output, run_id, table)
+    if not files:
+        return schema.empty_table() if schema is not None else pa.table({})
+    fs, _ = layout.open_fs(files[0])
+    return pads.dataset([layout.open_fs(f)[1] for f in files], filesystem=fs, format="parquet",
+                        schema=schema).to_table()
+
+
+def read_pages(output: str, run_id: str | None = None) -> pa.Table:
+    """The page table of one committed run (default: the latest)."""
+    return _read(output, run_id, "pages", PAGE_TABLE.schema)
+
+
+def read_documents(output: str, run_id: str | None = None) -> pa.Table:
+    """The document table of one committed run (default: the latest); a fields run has its typed
+    columns too, so its schema is the files' own."""
+    return _read(output, run_id, "documents", None)
+
+
+read_results = read_pages  # the name earlier releases documented
+
+
+def marker(output: str, run_id: str) -> dict[str, Any] | None:
+    """The run's _SUCCESS content (counts, committed_at), None if not committed."""
+    return layout.read_marker(output, run_id)
+
+
+def schema_document(shape: Shape, title: str, description: str) -> dict[str, Any]:
+    """A table's schema as the JSON document stored in schemas/."""
+    return {"title": title, "description": description, "schema_version": SCHEMA_VERSION,
+            "fields": shape.document()}
+
+
+PAGE_TABLE_DOC = ("docintel page table",
+                  "One row per (page, question) of every task; failed documents and pages have rows too, with "
+                  "error_kind and error set. OUTPUT/pages/RUN_ID/*.parquet; only committed runs are there.")
+DOCUMENT_TABLE_DOC = ("docintel document table",
+                      "One row per (document, question) for docvqa, chartqa and classify, one per document for "
+                      "fields (then followed by one typed column per property of the user's schema). "
+                      "OUTPUT/documents/RUN_ID/*.parquet; only committed runs are there.")

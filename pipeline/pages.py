@@ -18,7 +18,9 @@ import io
 import time
 from typing import Any, Iterator
 
+from pipeline import grounding
 from pipeline.config import RenderSpec
+from pipeline.rows import PAGE, ErrorKind as E
 
 # Magic numbers of the formats we accept; anything else is "unsupported_format".
 _SIGNATURES = [
@@ -34,46 +36,61 @@ _SIGNATURES = [
 
 
 def sniff_format(data: bytes) -> str | None:
-    """The document's format from its first bytes ('pdf', 'png', ...) or None."""
+    """The document's format from its first bytes ('pdf', 'png', ...) or None.
+
+    Where the magic numbers say nothing, do what readers do: PDFs may carry junk (a comment, a
+    mail header) before `%PDF-`, and MuPDF opens them, so a file that MuPDF opens with pages is a PDF.
+    """
     head = data[:1024]
     for magic, name in _SIGNATURES:
         if head.startswith(magic):
             return name
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "webp"
-    if b"%PDF-" in head:  # PDFs may carry junk before the header; readers accept it
+    if b"%PDF-" in head or _opens_as_pdf(data):
         return "pdf"
     return None
 
 
+def _opens_as_pdf(data: bytes) -> bool:
+    if b"%PDF-" not in data[:1024 * 1024]:  # MuPDF repairs almost anything; it needs the header somewhere
+        return False
+    import pymupdf
+
+    try:
+        with pymupdf.open(stream=data, filetype="pdf") as pdf:
+            return pdf.page_count > 0
+    except Exception:  # noqa: BLE001 - not a PDF after all
+        return False
+
+
 class PageError(Exception):
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: E, message: str):
         super().__init__(message)
         self.kind = kind
 
 
-def _doc_fields(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "doc_id": doc["doc_id"],
-        "source_uri": doc["source_uri"],
-        "questions": doc.get("questions") or "[]",
-    }
-
-
-def error_row(doc: dict[str, Any], kind: str, message: str, page_index: int | None = None,
+def error_row(doc: dict[str, Any], kind: E, message: str, page_index: int | None = None,
               page_count: int | None = None, doc_format: str | None = None) -> dict[str, Any]:
     """A row that says why a page (page_index) or the whole document (None) has no image."""
-    row = _doc_fields(doc)
-    row.update(page_index=page_index, page_count=page_count, width=None, height=None, image=None, text=None,
-               doc_format=doc_format, render_seconds=None, error_kind=kind, error=message)
-    return row
+    return PAGE.row(doc, page_index=page_index, page_count=page_count, doc_format=doc_format,
+                    error_kind=str(kind), error=message)
+
+
+def limit_row(doc: dict[str, Any], count: int, max_pages: int, doc_format: str | None) -> dict[str, Any]:
+    """The one row that accounts for the pages past render.max_pages."""
+    return error_row(doc, E.PAGE_LIMIT, f"pages {max_pages + 1}..{count} not processed "
+                     f"(render.max_pages={max_pages})", page_count=count, doc_format=doc_format)
 
 
 def _page_row(doc, fmt, index, count, image_bytes, width, height, text, seconds) -> dict[str, Any]:
-    row = _doc_fields(doc)
-    row.update(page_index=index, page_count=count, width=width, height=height, image=image_bytes,
-               text=text, doc_format=fmt, render_seconds=round(seconds, 4), error_kind=None, error=None)
-    return row
+    return PAGE.row(doc, page_index=index, page_count=count, width=width, height=height, image=image_bytes,
+                    text=text, doc_format=fmt, render_s=round(seconds, 4))
+
+
+def _todo(doc: dict[str, Any], index: int) -> bool:
+    """False for a page an interrupted attempt of this run already wrote (--resume)."""
+    return index not in (doc.get("done_pages") or ())
 
 
 def fit_zoom(width_pt: float, height_pt: float, dpi: int, max_side: int) -> float:
@@ -100,36 +117,40 @@ def _pdf_pages(doc: dict[str, Any], spec: RenderSpec, password: str | None, star
     try:
         pdf = pymupdf.open(stream=doc["data"], filetype="pdf")
     except Exception as exc:  # PyMuPDF raises several types for broken files
-        raise PageError("corrupt_pdf", f"cannot open PDF: {exc}") from None
+        raise PageError(E.CORRUPT_PDF, f"cannot open PDF: {exc}") from None
     with pdf:
         if pdf.needs_pass:
             if not password:
-                raise PageError("encrypted_pdf", "PDF is encrypted and no input.pdf_password was given")
+                raise PageError(E.ENCRYPTED_PDF, "PDF is encrypted and no input.pdf_password was given")
             if not pdf.authenticate(password):
-                raise PageError("encrypted_pdf", "PDF is encrypted and input.pdf_password does not open it")
+                raise PageError(E.ENCRYPTED_PDF, "PDF is encrypted and input.pdf_password does not open it")
         count = pdf.page_count
         if count == 0:
-            raise PageError("no_pages", "PDF has no pages (or is too damaged for any to be found)")
+            raise PageError(E.NO_PAGES, "PDF has no pages (or is too damaged for any to be found)")
         for index in range(start, min(count, spec.max_pages)):
+            if not _todo(doc, index):
+                continue
             began = time.monotonic()
             try:
                 page = pdf.load_page(index)
                 rect = page.rect
                 if rect.width <= 0 or rect.height <= 0:
-                    raise PageError("bad_page_size", f"page size {rect.width}x{rect.height} pt")
+                    raise PageError(E.BAD_PAGE_SIZE, f"page size {rect.width}x{rect.height} pt")
                 zoom = fit_zoom(rect.width, rect.height, spec.dpi, spec.max_side)
                 pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
                 image = pix.tobytes("png") if spec.image_format == "png" else pix.tobytes("jpeg", jpg_quality=90)
                 text = page.get_text("text") if spec.keep_text else None
+                words = grounding.page_words(page)
                 seconds = time.monotonic() - began
-                yield _page_row(doc, "pdf", index, count, image, pix.width, pix.height, text, seconds)
+                row = _page_row(doc, "pdf", index, count, image, pix.width, pix.height, text, seconds)
+                row["words"] = grounding.words_to_columns(words) if words else None
+                yield row
             except PageError as exc:
                 yield error_row(doc, exc.kind, str(exc), index, count, "pdf")
             except Exception as exc:
-                yield error_row(doc, "render_error", f"{type(exc).__name__}: {exc}", index, count, "pdf")
-        if count > spec.max_pages:
-            yield error_row(doc, "page_limit", f"pages {spec.max_pages + 1}..{count} not processed "
-                            f"(render.max_pages={spec.max_pages})", page_count=count, doc_format="pdf")
+                yield error_row(doc, E.RENDER_ERROR, f"{type(exc).__name__}: {exc}", index, count, "pdf")
+        if count > spec.max_pages and not doc.get("doc_row_done"):
+            yield limit_row(doc, count, spec.max_pages, "pdf")
 
 
 def _image_pages(doc: dict[str, Any], fmt: str, spec: RenderSpec, start: int = 0) -> Iterator[dict[str, Any]]:
@@ -139,26 +160,26 @@ def _image_pages(doc: dict[str, Any], fmt: str, spec: RenderSpec, start: int = 0
     try:
         img = Image.open(io.BytesIO(doc["data"]))
     except Image.DecompressionBombError as exc:
-        raise PageError("too_many_pixels", str(exc)) from None
+        raise PageError(E.TOO_MANY_PIXELS, str(exc)) from None
     except Exception as exc:
-        raise PageError("corrupt_image", f"cannot open image: {exc}") from None
+        raise PageError(E.CORRUPT_IMAGE, f"cannot open image: {exc}") from None
     width, height = img.size
     if width * height > spec.max_pixels:
-        raise PageError("too_many_pixels", f"{width}x{height} px > render.max_pixels={spec.max_pixels}")
+        raise PageError(E.TOO_MANY_PIXELS, f"{width}x{height} px > render.max_pixels={spec.max_pixels}")
     count = getattr(img, "n_frames", 1) if fmt == "tiff" else 1
     frames = ImageSequence.Iterator(img) if count > 1 else [img]
     for index, frame in enumerate(frames):
-        if index < start:
-            continue
         if index >= spec.max_pages:
-            yield error_row(doc, "page_limit", f"frames {spec.max_pages + 1}..{count} not processed "
-                            f"(render.max_pages={spec.max_pages})", page_count=count, doc_format=fmt)
+            if not doc.get("doc_row_done"):
+                yield limit_row(doc, count, spec.max_pages, fmt)
             break
+        if index < start or not _todo(doc, index):
+            continue
         began = time.monotonic()
         try:
             w, h = frame.size
             if w * h > spec.max_pixels:
-                raise PageError("too_many_pixels", f"frame {w}x{h} px > render.max_pixels={spec.max_pixels}")
+                raise PageError(E.TOO_MANY_PIXELS, f"frame {w}x{h} px > render.max_pixels={spec.max_pixels}")
             page = frame.convert("RGB")
             page.thumbnail((spec.max_side, spec.max_side), Image.Resampling.LANCZOS)
             image = _encode(page, spec.image_format)
@@ -167,7 +188,7 @@ def _image_pages(doc: dict[str, Any], fmt: str, spec: RenderSpec, start: int = 0
         except PageError as exc:
             yield error_row(doc, exc.kind, str(exc), index, count, fmt)
         except Exception as exc:
-            yield error_row(doc, "corrupt_image", f"{type(exc).__name__}: {exc}", index, count, fmt)
+            yield error_row(doc, E.CORRUPT_IMAGE, f"{type(exc).__name__}: {exc}", index, count, fmt)
 
 
 def count_pages(doc: dict[str, Any], password: str | None = None) -> int | None:
@@ -200,11 +221,11 @@ def iter_pages(doc: dict[str, Any], spec: RenderSpec, password: str | None = Non
         return
     data = doc.get("data") or b""
     if not data:
-        yield error_row(doc, "empty_file", "file is empty")
+        yield error_row(doc, E.EMPTY_FILE, "file is empty")
         return
     fmt = sniff_format(data)
     if fmt is None:
-        yield error_row(doc, "unsupported_format", f"not a PDF or a supported image (first bytes {data[:8]!r})")
+        yield error_row(doc, E.UNSUPPORTED_FORMAT, f"not a PDF or a supported image (first bytes {data[:8]!r})")
         return
     try:
         if fmt == "pdf":
@@ -214,7 +235,7 @@ def iter_pages(doc: dict[str, Any], spec: RenderSpec, password: str | None = Non
     except PageError as exc:  # raised before the first page: about the whole document
         yield error_row(doc, exc.kind, str(exc), doc_format=fmt)
     except Exception as exc:  # last line of defence: a row, not a dead job
-        yield error_row(doc, "split_error", f"{type(exc).__name__}: {exc}", doc_format=fmt)
+        yield error_row(doc, E.SPLIT_ERROR, f"{type(exc).__name__}: {exc}", doc_format=fmt)
 
 
 def split_document(doc: dict[str, Any], spec: RenderSpec, password: str | None = None) -> list[dict[str, Any]]:

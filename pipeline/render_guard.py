@@ -14,7 +14,8 @@ import multiprocessing as mp
 from typing import Any
 
 from pipeline.config import RenderSpec
-from pipeline.pages import count_pages, error_row, iter_pages
+from pipeline.pages import count_pages, error_row, iter_pages, limit_row
+from pipeline.rows import ErrorKind as E
 
 _CTX = None
 
@@ -43,8 +44,11 @@ def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = 
         return list(iter_pages(doc, spec, password))  # nothing to render
     ctx = _context()
     rows: list[dict[str, Any]] = []
+    done = set(doc.get("done_pages") or ())
     start, page_count, fmt = 0, None, None
     while True:
+        while start in done:  # --resume: the child skips pages already written; so does the bookkeeping
+            start += 1
         receiver, sender = ctx.Pipe(duplex=False)
         child = ctx.Process(target=_child, args=(sender, doc, spec.model_dump(), password, start), daemon=True)
         child.start()
@@ -58,13 +62,13 @@ def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = 
                     pass  # the loop below records the crash
             while True:
                 if not receiver.poll(spec.page_timeout_s):
-                    failure = ("render_timeout", f"page {start} did not render within "
+                    failure = (E.RENDER_TIMEOUT, f"page {start} did not render within "
                                f"render.page_timeout_s={spec.page_timeout_s}s; abandoned")
                     break
                 try:
                     row = receiver.recv()
                 except EOFError:
-                    failure = ("render_crash", f"the renderer died on page {start} (exit code "
+                    failure = (E.RENDER_CRASH, f"the renderer died on page {start} (exit code "
                                f"{child.join(5) or child.exitcode})")
                     break
                 if row is None:
@@ -82,9 +86,9 @@ def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = 
         kind, message = failure
         rows.append(error_row(doc, kind, message, start if page_count is not None else None, page_count, fmt))
         start += 1
+        while start in done:
+            start += 1
         if page_count is None or start >= min(page_count, spec.max_pages):
-            if page_count is not None and page_count > spec.max_pages:
-                rows.append(error_row(doc, "page_limit", f"pages {spec.max_pages + 1}..{page_count} not "
-                                      f"processed (render.max_pages={spec.max_pages})",
-                                      page_count=page_count, doc_format=fmt))
+            if page_count is not None and page_count > spec.max_pages and not doc.get("doc_row_done"):
+                rows.append(limit_row(doc, page_count, spec.max_pages, fmt))
             return rows

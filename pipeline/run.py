@@ -1,119 +1,97 @@
 """The batch job: the stages chained into one Ray Data graph, data moving one way.
 
-    discover (driver) -> read_document -> split_guarded (pages) -> EngineActor -> parse_answer
-                      -> finalize (fixed Arrow schema) -> write_parquet
-    commit (driver): roll-up, lost-work rows, manifest -> _SUCCESS
+    discover (driver) ─► read ─► split (pages) ─► requests ─► EngineActor ─► answers + write
+      sources.py         sources  pages/render_guard  prompts    engine        answers, writer
+    commit (driver, work in Ray): lost work, document table, manifest ─► move into place ─► _SUCCESS
 
-Each adapter below only unpacks a Ray row and calls the pure function of its stage module.
-The same graph runs on a laptop's local Ray and, unchanged, on a cluster (`ray job submit`,
-KubeRay): Ray places the engine actors on GPU nodes and the rest wherever CPUs are free.
+Each adapter below only unpacks a Ray batch, calls the pure function of its stage module and packs
+the result with its declared shape (pipeline/rows.py). Config crosses into Ray one way: as the
+validated spec sections themselves (pydantic objects Ray pickles), never as dicts re-validated
+per row. The same graph runs on a laptop's local Ray and, unchanged, on a cluster.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import importlib.util
 import logging
 import os
-import shutil
-import subprocess
+import threading
 import time
 from typing import Any
 
-from pipeline import answers, commit, output, render_guard, sources
-from pipeline.config import JobSpec, RenderSpec, TaskSpec
-from pipeline.demo_model import demo_info
-from pipeline.engine import EngineActor, model_label
-from pipeline.summary import RunSummary, summarize
-from pipeline.tasks import get_task
+import pyarrow as pa
+
+from pipeline import answers, commit, layout, preflight, prompts, render_guard, resume, sources, writer
+from pipeline.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
+from pipeline.demo_model import model_label
+from pipeline.engine import EngineActor
+from pipeline.engine_health import JobHealth, actor_name
+from pipeline.identity import document_key, fingerprint
+from pipeline.manifest import DoneIndex, done_documents
+from pipeline.preflight import UsageError
+from pipeline.rows import DOCUMENT, LISTED, PAGE, REQUEST, ErrorKind as E
+from pipeline.summary import RunSummary
+from pipeline.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
+__all__ = ["run_job", "UsageError", "EngineFailed", "StorageFailed"]
 
-class UsageError(RuntimeError):
-    """A problem with the job or the machine, found before any work starts."""
+
+class EngineFailed(RuntimeError):
+    """The engine could not start, or kept failing without progress: not committed (exit code 4)."""
+
+
+class StorageFailed(RuntimeError):
+    """Answered pages could not be written after retries: not committed (exit code 5)."""
 
 
 # ---- thin Ray adapters -------------------------------------------------------------------
 
-def _read(row: dict[str, Any], max_bytes: int, done: dict[str, str]) -> dict[str, Any]:
-    row = sources.read_document(row, max_bytes)
-    if row["doc_id"] in done and not row["error_kind"]:  # --incremental: same content, already answered
-        row.update(data=None, error_kind=commit.SKIPPED,
-                   error=f"same content as in committed run {done[row['doc_id']]}: its rows are there")
-    return row
+@functools.lru_cache(maxsize=4)
+def _done_index(ref) -> DoneIndex:
+    import ray
+
+    return DoneIndex(ray.get(ref))  # once per worker process, from the object store
 
 
-def _split(row: dict[str, Any], render: dict[str, Any], password: str | None) -> list[dict[str, Any]]:
-    return render_guard.split_guarded(row, RenderSpec.model_validate(render), password)
+_TASKS: dict[str, Task] = {}
 
 
-@functools.lru_cache(maxsize=8)
-def _task(task_json: str):
-    """The Task of a job, built once per worker process (fields loads and checks a schema)."""
-    spec = TaskSpec.model_validate_json(task_json)
-    return get_task(spec.name, spec)
+def _task(spec: TaskSpec) -> Task:
+    """The job's Task, built once per worker process (fields loads and checks a schema)."""
+    key = spec.model_dump_json()
+    if key not in _TASKS:
+        _TASKS[key] = get_task(spec.name, spec)
+    return _TASKS[key]
 
 
-def _parse(row: dict[str, Any], task_json: str) -> dict[str, Any]:
-    return answers.parse_answer(row, _task(task_json))
+def _read(batch: pa.Table, max_bytes: int, done_ref, print_: dict, max_pages: int) -> pa.Table:
+    out = []
+    for row in batch.to_pylist():
+        doc = sources.read_document(row, max_bytes)
+        if done_ref is not None and not doc.get("error_kind"):  # --incremental
+            run = _done_index(done_ref).done_in(doc["doc_id"], document_key(print_, doc.get("questions")), max_pages)
+            if run is not None:
+                doc.update(data=None, error_kind=str(E.SKIPPED_UNCHANGED),
+                           error=f"same content, same job as in committed run {run}: its rows are there")
+        out.append(doc)
+    return DOCUMENT.table(out)
 
 
-def _finalize(batch, model_id: str):
-    now = _dt.datetime.now(_dt.timezone.utc)
-    rows = [output.finalize_row(r, model_id, now) for r in batch.to_pylist()]
-    return output.to_table(rows)
+def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> pa.Table:
+    return PAGE.table([page for doc in batch.to_pylist() for page in render_guard.split_guarded(doc, render, password)])
 
 
-# ---- device checks -----------------------------------------------------------------------
-
-def _local_gpu_count() -> int:
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in listed.splitlines() if line.startswith("GPU "))
+def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, max_model_len: int) -> pa.Table:
+    task = _task(task_spec)
+    return REQUEST.table([prompts.request_row(p, task, task_spec, system_prompt, max_model_len)
+                          for p in batch.to_pylist()])
 
 
-def demo_hint(spec: JobSpec) -> str:
-    return (
-        "To try the pipeline without a GPU, use the tiny random-weight demo model (same architecture, "
-        "MEANINGLESS answers):\n"
-        "    docintel demo-model ./demo-model\n"
-        f"    docintel run JOB.yaml --input {' '.join(spec.input.paths) or 'DOCS'} "
-        f"--output {spec.output.path} --model ./demo-model"
-    )
-
-
-def resolve_device(spec: JobSpec, cluster_gpus: float | None = None) -> str:
-    """'cuda' or 'cpu' for the engine actors, or UsageError saying what is missing.
-
-    cluster_gpus: GPUs Ray reports when connecting to an existing cluster; None = this machine.
-    """
-    engine = spec.engine
-    if engine.device == "cpu":
-        return "cpu"
-    demo = demo_info(engine.model) is not None
-    gpus = cluster_gpus if cluster_gpus is not None else _local_gpu_count()
-    need = engine.tensor_parallel_size
-    if gpus >= need:
-        return "cuda"
-    if engine.device == "auto" and demo:
-        return "cpu"
-    where = "the Ray cluster" if cluster_gpus is not None else "this machine"
-    raise UsageError(
-        f"No GPU: {where} has {gpus:g} GPU(s) and engine.tensor_parallel_size={need} needs {need}. "
-        f"{engine.model} needs about 55 GB of GPU memory in bf16 (one 80 GB H100/A100, or two GPUs "
-        f"with --set engine.tensor_parallel_size=2).\n" + demo_hint(spec)
-    )
-
-
-def _check_engine_installed() -> None:
-    if importlib.util.find_spec("vllm") is None:
-        raise UsageError("vLLM is not installed: pip install -e '.[gpu]' on a GPU machine, or "
-                         "bash scripts/install_cpu.sh for the CPU build (tests, demo model)")
+def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_id: str, directory: str) -> pa.Table:
+    task, now = _task(task_spec), layout.now_utc()
+    rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now)]
+    return writer.RECEIPT.table([writer.write_rows(rows, directory)])
 
 
 # ---- the job -----------------------------------------------------------------------------
@@ -125,32 +103,46 @@ def _init_ray(spec: JobSpec) -> None:
         return
     # Settings only: secrets (AWS keys, HF_TOKEN) never travel in a runtime_env, which the Ray
     # dashboard shows; workers take credentials from their own environment.
-    forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME")
+    forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME",
+                 "DOCINTEL_")
     env_vars = {k: v for k, v in os.environ.items() if k.startswith(forwarded)}
     ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=True,
              runtime_env={"env_vars": env_vars} if env_vars else None)
 
 
-def _engine_retry_args(retries: int):
-    # The actor itself always comes back (a pool without actors would stall the job); what is
-    # bounded is how often one batch is retried. A batch that still fails is dropped by Ray Data
-    # (ray.max_errored_blocks) and accounted for with not_processed rows by the commit stage.
-    def args() -> dict[str, Any]:
-        return {"max_restarts": -1, "max_task_retries": retries}
-    return args
+def _stat(ref: sources.DocumentRef) -> dict[str, Any]:
+    """Size and modification time as listed: what --resume compares to see the inputs are the same."""
+    if "size" in ref.extra or ref.error_kind or sources.is_uri(ref.source_uri):
+        return {"size_bytes": ref.extra.get("size"), "mtime_ns": ref.extra.get("mtime_ns")}
+    try:
+        st = os.stat(ref.source_uri)
+    except OSError:
+        return {}
+    return {"size_bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def build_dataset(spec: JobSpec, refs: list[sources.DocumentRef], device: str, done: dict[str, str]):
+def listed_table(refs: list[sources.DocumentRef]) -> pa.Table:
+    return LISTED.table([LISTED.row(source_uri=r.source_uri, questions=list(r.questions), error_kind=r.error_kind,
+                                    error=r.error, **_stat(r)) for r in refs])
+
+
+def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, system_prompt: str | None,
+                  health: str, done_ref, print_: dict):
     import ray
 
-    engine = spec.engine
-    ds = ray.data.from_items([r.to_row() for r in refs], override_num_blocks=max(1, min(len(refs), 512)))
-    ds = ds.map(_read, fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done": done})
-    ds = ds.flat_map(_split, fn_kwargs={"render": spec.render.model_dump(), "password": spec.input.pdf_password})
+    engine: EngineSpec = spec.engine
+    ds = todo.map_batches(_read, batch_size=1, batch_format="pyarrow",
+                          fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done_ref": done_ref,
+                                     "print_": print_, "max_pages": spec.render.max_pages})
+    ds = ds.map_batches(_split, batch_size=1, batch_format="pyarrow",
+                        fn_kwargs={"render": spec.render, "password": spec.input.pdf_password})
+    ds = ds.map_batches(_requests, batch_format="pyarrow", batch_size=engine.batch_size,
+                        fn_kwargs={"task_spec": spec.task, "system_prompt": system_prompt,
+                                   "max_model_len": engine.max_model_len})
     ds = ds.map_batches(
         EngineActor,
-        fn_constructor_kwargs={"engine_spec": engine.model_dump(), "task_spec": spec.task.model_dump(),
-                               "device": device},
+        fn_constructor_kwargs={"engine_spec": engine, "device": device, "system_prompt": system_prompt,
+                               "health_actor": health},
         batch_size=engine.batch_size,
         batch_format="pyarrow",
         # Several batches in one actor at once, in threads: its EngineLoop interleaves them.
@@ -159,67 +151,112 @@ def build_dataset(spec: JobSpec, refs: list[sources.DocumentRef], device: str, d
                                            enable_true_multi_threading=True),
         num_gpus=engine.tensor_parallel_size if device == "cuda" else 0,
         num_cpus=1,
-        # An actor that dies (OOM, killed) is restarted and its batch retried, a bounded number of
-        # times; a batch that still fails is accounted for by pipeline/accounting.py.
-        ray_remote_args_fn=_engine_retry_args(spec.ray.engine_retries),
+        # An actor that dies is restarted and its batches are retried without limit; what is bounded
+        # (start-up, restarts without progress, a page that kills the engine) is engine_health.py's.
+        max_restarts=-1, max_task_retries=-1,
     )
-    ds = ds.map(_parse, fn_kwargs={"task_json": spec.task.model_dump_json()})
-    ds = ds.map_batches(_finalize, batch_format="pyarrow",
-                        fn_kwargs={"model_id": model_label(engine)})
-    return ds
+    return ds.map_batches(_answer_and_write, batch_format="pyarrow", batch_size=spec.output.pages_per_file,
+                          num_cpus=0.25,
+                          fn_kwargs={"task_spec": spec.task, "run_id": paths.run_id,
+                                     "model_id": model_label(engine), "directory": paths.staging("pages")})
 
 
-def _plan_resume(spec: JobSpec, refs: list[sources.DocumentRef], target: str):
-    """(files already written, sources to process again) for --resume; ([], set()) otherwise."""
-    if not spec.output.resume:
-        return [], set()
-    if output.read_marker(target) is not None:
-        raise UsageError(f"run {spec.output.run_id} is already committed: nothing to resume")
-    old_files = commit.data_files(target)
-    cols = ["source_uri", "doc_id", "page_index", "page_count", "error_kind"]
-    rows = commit.read_rows(target, old_files, columns=cols).to_pylist()
-    old_files = commit.data_files(target)  # unreadable leftovers were just removed
-    done = commit.complete_sources(refs, rows, spec.render.max_pages)
-    log.info("resume %s: %d of %d documents already written", spec.output.run_id, len(done), len(refs))
-    return old_files, {r.source_uri for r in refs} - done
+def _consume(ds, health, poll_s: float) -> tuple[dict[str, Any], str | None]:
+    """Drive the job, adding up its receipts; (totals, why it had to stop or None). The health
+    ledger is read every poll_s seconds, also while no batch comes back (an engine in a crash loop)."""
+    import ray
+
+    totals: dict[str, Any] = {}
+    failure: list[BaseException] = []
+    finished = threading.Event()
+
+    def consume() -> None:
+        try:
+            for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+                writer.add_receipts(totals, batch)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
+            failure.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=consume, name="docintel-consume", daemon=True).start()
+    while not finished.wait(poll_s):
+        verdict = ray.get(health.call.remote("verdict"))
+        if verdict:
+            return totals, verdict
+    if failure:
+        raise failure[0]
+    return totals, None  # finished: every page came back, whatever the ledger says now
+
+
+def _start_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
+    if spec.output.resume:
+        try:
+            resume.check(paths, print_, listed)
+        except resume.ResumeRefused as exc:
+            raise UsageError(str(exc)) from None
+        return
+    if layout.read_json(paths.job) is not None:
+        raise UsageError(f"run {paths.run_id} already exists under {paths.output}: finish it with --resume "
+                         f"{paths.run_id}, or choose another --run-id")
+    layout.write_table(paths.inputs, listed)
+    layout.write_json(paths.job, {"run_id": paths.run_id, "spec": spec.redacted(), "fingerprint": print_,
+                                  "started_at": layout.now_utc().isoformat()})
 
 
 def run_job(spec: JobSpec) -> RunSummary:
     import ray
 
     started = time.monotonic()
-    task = get_task(spec.task.name, spec.task)  # unknown task, bad user schema: fail before anything starts
+    try:
+        task = get_task(spec.task.name, spec.task)  # unknown task, bad user schema: fail before anything starts
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     spec.storage.apply_env()
     refs = sources.discover(spec.input)
     if not refs:
         raise UsageError(f"no input documents found in {spec.input.paths or spec.input.manifest}")
     on_cluster = bool(spec.ray.address or os.environ.get("RAY_ADDRESS"))
-    device = "none"
-    if not on_cluster:
-        device = resolve_device(spec)  # fail fast, before Ray starts
-        _check_engine_installed()
-    target = output.run_dir(spec.output.path, spec.output.run_id)
-    old_files, redo = _plan_resume(spec, refs, target)
-    todo = [r for r in refs if r.source_uri in redo] if spec.output.resume else refs
-    done = commit.processed_ids(spec.output.path) if spec.output.incremental else {}
+    device = preflight.before_ray(spec, on_cluster)  # fail fast, before Ray starts
+    paths = layout.RunPaths(spec.output.path, spec.output.run_id)
+    print_ = fingerprint(spec, task)
+    listed = listed_table(refs)
+    _start_record(spec, paths, print_, listed)
+    del refs, listed  # the driver keeps nothing per document from here on
+    system_prompt = prompts.load_system_prompt(spec.engine.system_prompt, spec.engine.model)
     owns_ray = not ray.is_initialized()
-    if todo:
-        _init_ray(spec)
+    _init_ray(spec)
     try:
-        if todo and on_cluster:
-            device = resolve_device(spec, cluster_gpus=ray.cluster_resources().get("GPU", 0))
-        if todo:
-            ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = spec.ray.progress_bars
-            ctx.max_errored_blocks = spec.ray.max_errored_blocks
-            log.info("run %s: %d documents -> %s (engine on %s)", spec.output.run_id, len(todo), target, device)
-            build_dataset(spec, todo, device, done).write_parquet(
-                target, min_rows_per_file=1, max_rows_per_file=spec.output.rows_per_file)
+        device = preflight.after_ray(spec, device)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = spec.ray.progress_bars
+        ctx.max_errored_blocks = spec.ray.max_errored_blocks
+        documents = layout.read_parquet(paths.inputs, ["source_uri"]).num_rows
+        if spec.output.resume:
+            files = resume.written_files(paths)
+            resume.drop_derived(paths)
+            todo = resume.todo(paths, files, documents, spec.render.max_pages)
+        else:
+            fs, inner = layout.open_fs(paths.inputs)
+            todo = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema)
+        done_ref = ray.put(done_documents(spec.output.path)) if spec.output.incremental else None
+        health = ray.remote(JobHealth).options(name=actor_name(paths.run_id), num_cpus=0).remote(
+            spec.ray.engine_start_attempts, spec.ray.max_restarts_without_progress)
+        log.info("run %s: %d documents -> %s (engine on %s)", paths.run_id, documents, paths.output, device)
+        ds = build_dataset(spec, todo, device, paths, system_prompt, actor_name(paths.run_id), done_ref, print_)
+        totals, verdict = _consume(ds, health, spec.ray.health_poll_s)
+        if verdict:
+            raise EngineFailed(f"{verdict}. The run is not committed; what was answered is kept: "
+                               f"`--resume {paths.run_id}` finishes it")
+        if totals.get("write_errors"):
+            raise StorageFailed(f"{len(totals['write_errors'])} file(s) of answered pages could not be written "
+                                f"(first: {totals['write_errors'][0]}). The run is not committed: "
+                                f"`--resume {paths.run_id}` redoes those pages")
+        extra = {"run_id": paths.run_id, "output": paths.output, "task": task.name, "model": model_label(spec.engine),
+                 "device": device, "documents_listed": documents}
+        cctx = commit.CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
+        marker = commit.commit_run(cctx, extra, started)
     finally:
-        if owns_ray and ray.is_initialized():  # stops the engine actors now, so their logs come before the summary
+        if owns_ray and ray.is_initialized():
             ray.shutdown()
-    rows = commit.finish_run(target, refs, task, model_label(spec.engine), spec.render.max_pages,
-                             old_files, redo)
-    summary = summarize(spec, target, len(refs), time.monotonic() - started, device, rows)
-    commit.commit(target, summary.as_dict())
-    return summary
+    return RunSummary.from_marker(marker)

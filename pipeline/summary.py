@@ -1,12 +1,11 @@
-"""The one-screen summary of a run, computed from the Parquet it wrote (not from counters that
-could disagree with the files)."""
+"""The one-screen summary of a run, read from its _SUCCESS marker (counts the commit summed from
+the run's own rows, never from counters that could disagree with the files)."""
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from pipeline.config import JobSpec
+from pipeline.rows import ErrorKind as E
 
 
 @dataclass
@@ -26,10 +25,20 @@ class RunSummary:
     prompt_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
+    log_file: str | None = None
+
+    @classmethod
+    def from_marker(cls, marker: dict[str, Any]) -> "RunSummary":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in marker.items() if k in names})
 
     @property
     def pages_per_s(self) -> float:
         return self.pages / self.seconds if self.seconds else 0.0
+
+    @property
+    def lost(self) -> int:
+        return self.failures.get(E.NOT_PROCESSED.value, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(asdict(self), pages_per_s=round(self.pages_per_s, 4))
@@ -51,34 +60,6 @@ class RunSummary:
             f"  time       {self.seconds:.1f} s  ({self.pages_per_s:.2f} pages/s, start-up included)",
             f"  output     {self.output}",
         ]
+        if self.log_file:
+            lines.append(f"  logs       {self.log_file}")
         return "\n".join(lines)
-
-
-def summarize(spec: JobSpec, run_path: str, listed: int, seconds: float, device: str,
-              rows: list[dict[str, Any]]) -> RunSummary:
-    """The summary of a run from its rows (source_uri, page_index, valid, error_kind, token counts)."""
-    from pipeline.engine import model_label
-
-    # Counted by source, not content: two copies of one file are two documents of the input.
-    pages = {(r["source_uri"], r["page_index"]) for r in rows if r["page_index"] is not None}
-    # Rows answered by one request share its token counts: count them once per request.
-    share = [1 / (r["request_questions"] or 1) for r in rows]
-    skipped = {r["source_uri"] for r in rows if r["error_kind"] == "skipped_unchanged"}
-    return RunSummary(
-        run_id=spec.output.run_id,
-        output=run_path,
-        task=spec.task.name,
-        model=model_label(spec.engine),
-        device=device,
-        documents_listed=listed,
-        documents=len({r["source_uri"] for r in rows}) - len(skipped),
-        skipped_unchanged=len(skipped),
-        pages=len(pages),
-        rows=len(rows) - len(skipped),
-        valid_rows=sum(1 for r in rows if r["valid"]),
-        failures=dict(Counter(r["error_kind"] for r in rows
-                              if r["error_kind"] and r["error_kind"] != "skipped_unchanged")),
-        prompt_tokens=round(sum((r["prompt_tokens"] or 0) * w for r, w in zip(rows, share))),
-        output_tokens=round(sum((r["output_tokens"] or 0) * w for r, w in zip(rows, share))),
-        seconds=round(seconds, 3),
-    )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -24,7 +23,13 @@ from pipeline import prompts
 if TYPE_CHECKING:
     from pipeline.config import TaskSpec
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+def _schema_dir() -> Path:
+    """schemas/ is the documented source; a wheel carries it as pipeline/_schemas (pyproject.toml)."""
+    packaged = Path(__file__).resolve().parents[1] / "_schemas"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "schemas"
+
+
+SCHEMA_DIR = _schema_dir()
 
 
 def load_schema(name: str) -> dict[str, Any]:
@@ -35,27 +40,13 @@ def _no_typed(answer: Any) -> dict[str, Any]:
     return {}
 
 
-def _normalized(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False).casefold()
-
-
-def majority_rollup(answers: list[tuple[int, Any]]) -> Any:
-    """Document-level answer from per-page answers [(page_index, value)]: the answer given on the
-    most pages (compared as normalized JSON); a tie goes to the earliest page. Pages whose answer
-    is empty or 'unanswerable' do not vote. None when no page answers."""
-    votes: Counter[str] = Counter()
-    first: dict[str, tuple[int, Any]] = {}
-    for page, value in sorted(answers, key=lambda pv: pv[0]):
-        text = value.get("answer") if isinstance(value, dict) else None
-        if isinstance(text, str) and text.strip().casefold() in ("", "unanswerable"):
-            continue
-        key = _normalized(value)
-        votes[key] += 1
-        first.setdefault(key, (page, value))
-    if not votes:
+def _answer_votes(answer: Any) -> Any:
+    """The value of an answer that votes in the document roll-up: its `answer` text, unless it is
+    empty or 'unanswerable' (those do not vote)."""
+    text = answer.get("answer") if isinstance(answer, dict) else None
+    if not isinstance(text, str) or text.strip().casefold() in ("", "unanswerable"):
         return None
-    best = max(votes, key=lambda k: (votes[k], -first[k][0]))
-    return first[best][1]
+    return text
 
 
 @dataclass(frozen=True)
@@ -69,8 +60,15 @@ class Task:
     # parsed, valid answer -> values for the typed output columns (answer_text, answer_number, answer_unit)
     typed: Callable[[Any], dict[str, Any]] = _no_typed
     default_questions: tuple[str, ...] = field(default=())
-    # [(page_index, answer)] of one document and question -> the document-level answer
-    rollup: Callable[[list[tuple[int, Any]]], Any] = majority_rollup
+    # valid answer -> the value that votes for the document-level answer (None: abstains); see
+    # pipeline/rollup.py. `per_field`: each top-level field votes on its own (extraction tasks).
+    vote_value: Callable[[Any], Any] = _answer_votes
+    per_field: bool = False
+    # the JSON path of the value whose confidence and place on the page the row reports
+    main_path: tuple = ("answer",)
+    # an extraction's typed document-table columns (pyarrow fields) and answer -> (values, errors)
+    document_fields: tuple = ()
+    convert: Callable[[Any], tuple[dict[str, Any], dict[str, str]]] | None = None
     question_mode: str = "together"  # TaskSpec.question_mode overrides; see there
 
     @property

@@ -21,4 +21,4 @@ def typed(answer: dict) -> dict:
 
 
 TASK = Task(name="classify", version="1", schema=SCHEMA, instruction=instruction, typed=typed,
-            needs_question=False)
+            needs_question=False, vote_value=lambda a: a.get("doc_type"), main_path=("doc_type",))

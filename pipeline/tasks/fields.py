@@ -3,16 +3,17 @@
 The schema comes from `task.fields_schema`: a path (absolute, relative to the working folder, or
 the name of a shipped one in schemas/fields/: invoice, receipt) or an inline mapping. It is
 checked when the job starts, so a schema the engine cannot enforce fails before any GPU time.
-Document roll-up: per top-level field, the value most pages agree on (null values do not vote).
+Document roll-up: per top-level field, the value most pages agree on (null values do not vote),
+as pipeline/rollup.py does it.
 """
 from __future__ import annotations
 
+import functools
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline import prompts
+from pipeline import prompts, typed_fields
 from pipeline.tasks import SCHEMA_DIR, Task
 from pipeline.tasks._jsonschema import check_user_schema
 
@@ -33,23 +34,6 @@ def resolve_schema(setting: str | dict | None) -> tuple[dict[str, Any], str]:
         raise ValueError(f"task.fields_schema {setting!r}: {exc}") from None
 
 
-def _field_rollup(answers: list[tuple[int, Any]]) -> Any:
-    merged: dict[str, Any] = {}
-    keys = {k for _, v in answers if isinstance(v, dict) for k in v}
-    for key in sorted(keys):
-        votes: Counter[str] = Counter()
-        first: dict[str, tuple[int, Any]] = {}
-        for page, value in sorted(answers, key=lambda pv: pv[0]):
-            item = value.get(key) if isinstance(value, dict) else None
-            if item in (None, "", []):
-                continue
-            norm = json.dumps(item, sort_keys=True).casefold()
-            votes[norm] += 1
-            first.setdefault(norm, (page, item))
-        merged[key] = first[max(votes, key=lambda k: (votes[k], -first[k][0]))][1] if votes else None
-    return merged if answers else None
-
-
 def make(spec) -> Task:
     schema, source = resolve_schema(spec.fields_schema if spec is not None else None)
     check_user_schema(schema, source)
@@ -61,5 +45,13 @@ def make(spec) -> Task:
                 "amounts as plain numbers (no currency symbols or thousands separators); use null "
                 f"for a field the page does not show.{extra}\n{prompts.GROUNDING}\n{prompts.schema_hint(schema)}")
 
+    # The document table gets one typed column per property; a name that cannot be one is refused now.
+    from pipeline.rows import DOCUMENT_TABLE
+
+    try:
+        columns = tuple(typed_fields.arrow_fields(schema, reserved=DOCUMENT_TABLE.names))
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
     return Task(name="fields", version="1", schema=schema, instruction=instruction, needs_question=False,
-                rollup=_field_rollup)
+                per_field=True, main_path=(), document_fields=columns,
+                convert=functools.partial(typed_fields.convert, schema=schema))

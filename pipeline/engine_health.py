@@ -1,0 +1,156 @@
+"""What the job knows about its engines across actor restarts: bounded start-up, no endless restarts,
+and the request that kills the engine found and set aside.
+
+Ray restarts a dead engine actor and retries its batches as often as needed (Ray Data's default for
+actor pools), so healthy pages never run out of retries because an actor was preempted, OOM-killed
+or took down its engine. What is bounded is decided here, in one ledger that outlives the actors:
+
+* start-up: an engine that fails `ray.engine_start_attempts` times in a row before it ever becomes
+  ready (no weights, no memory, a core that dies during warm-up) ends the job: verdict() says why;
+* progress: more than `ray.max_restarts_without_progress` engine restarts with no page answered in
+  between ends the job the same way (a crash loop);
+* poison: when an engine fails, the pages in flight are suspects. A suspect is retried alone in the
+  engine (one at a time, nothing else in flight); if the engine fails while a suspect runs alone,
+  that page is the one: it is answered with an `engine_crash` row and never sent again. A suspect
+  that runs fine alone is cleared. An actor that dies without reporting (SIGKILL, preemption) makes
+  no suspects: its batches are retried as they were.
+
+The driver polls verdict() and, when it is set, stops the job without committing (exit code 4);
+`--resume` finishes the run later. `HealthLedger` is the pure logic; `JobHealth` is the Ray actor
+around it (one per run, named after the run), and `LocalHealth` serves an actor used without Ray.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SUSPECT = "suspect"
+GUILTY = "guilty"
+
+
+def actor_name(run_id: str) -> str:
+    return f"docintel-health-{run_id}"
+
+
+@dataclass
+class HealthLedger:
+    start_attempts: int = 3
+    max_restarts_without_progress: int = 5
+    suspects: set[str] = field(default_factory=set)
+    guilty: dict[str, str] = field(default_factory=dict)  # page key -> why
+    starts_failed_in_a_row: int = 0
+    ever_ready: bool = False
+    restarts_since_progress: int = 0
+    incarnations: dict[str, int] = field(default_factory=dict)  # actor id -> starts
+    core_pids: dict[str, list[int]] = field(default_factory=dict)  # actor id -> its engine's pids
+    pages_done: int = 0
+    last_failure: str | None = None
+    stop_reason: str | None = None
+
+    # ---- engine lifecycle -------------------------------------------------------------------
+
+    def engine_starting(self, actor_id: str) -> list[int]:
+        """An engine actor (re)starts. Returns the engine-core pids its previous incarnation left,
+        for the new one to make sure they are gone."""
+        seen = self.incarnations.get(actor_id, 0)
+        self.incarnations[actor_id] = seen + 1
+        if seen:
+            self.restarts_since_progress += 1
+            if self.restarts_since_progress > self.max_restarts_without_progress:
+                self._stop(f"the engine restarted {self.restarts_since_progress} times without answering a "
+                           f"page (ray.max_restarts_without_progress={self.max_restarts_without_progress})")
+        return self.core_pids.pop(actor_id, [])
+
+    def engine_ready(self, actor_id: str, core_pids: list[int]) -> None:
+        self.ever_ready = True
+        self.starts_failed_in_a_row = 0
+        self.core_pids[actor_id] = list(core_pids)
+
+    def engine_start_failed(self, actor_id: str, error: str) -> None:
+        self.starts_failed_in_a_row += 1
+        self.last_failure = error
+        if self.starts_failed_in_a_row >= self.start_attempts:
+            what = "could not start" if not self.ever_ready else "could not start again"
+            self._stop(f"the engine {what}: {self.starts_failed_in_a_row} attempts in a row failed "
+                       f"(ray.engine_start_attempts={self.start_attempts}); last error: {error}")
+
+    def engine_failed(self, actor_id: str, reason: str, in_flight: list[str], exclusive: list[str]) -> None:
+        """The engine of a running actor failed with these page keys in flight."""
+        self.last_failure = reason
+        if len(set(exclusive)) == 1:
+            (key,) = set(exclusive)
+            self.guilty[key] = reason
+            self.suspects.discard(key)
+        else:
+            self.suspects.update(k for k in in_flight if k and k not in self.guilty)
+
+    # ---- pages ------------------------------------------------------------------------------
+
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        """SUSPECT or GUILTY for the keys that are either; the rest are healthy."""
+        out = {}
+        for key in keys:
+            if key in self.guilty:
+                out[key] = GUILTY
+            elif key in self.suspects:
+                out[key] = SUSPECT
+        return out
+
+    def why_guilty(self, key: str) -> str | None:
+        return self.guilty.get(key)
+
+    def answered(self, keys: list[str]) -> None:
+        """These pages got through the engine: progress, and cleared suspicion."""
+        if keys:
+            self.pages_done += len(keys)
+            self.restarts_since_progress = 0
+            self.suspects.difference_update(keys)
+
+    # ---- the job ----------------------------------------------------------------------------
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            if self.last_failure and self.last_failure not in reason:
+                reason += f"; last engine failure: {self.last_failure}"
+            self.stop_reason = reason
+
+    def verdict(self) -> str | None:
+        """None while the job may go on; else why it must stop."""
+        return self.stop_reason
+
+
+class JobHealth:
+    """The ledger as a Ray actor (created by the driver, one per run; see run.py)."""
+
+    def __init__(self, start_attempts: int, max_restarts_without_progress: int):
+        self.ledger = HealthLedger(start_attempts, max_restarts_without_progress)
+
+    def call(self, method: str, *args):
+        return getattr(self.ledger, method)(*args)
+
+
+class LocalHealth:
+    """The same calls, in process: for an engine actor constructed without Ray (tests, tools)."""
+
+    def __init__(self, ledger: HealthLedger | None = None):
+        self.ledger = ledger or HealthLedger()
+
+    def call(self, method: str, *args):
+        return getattr(self.ledger, method)(*args)
+
+    def call_async(self, method: str, *args) -> None:
+        self.call(method, *args)
+
+
+class RemoteHealth:
+    """Client side of JobHealth inside an engine actor."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def call(self, method: str, *args, timeout: float = 30.0):
+        import ray
+
+        return ray.get(self.handle.call.remote(method, *args), timeout=timeout)
+
+    def call_async(self, method: str, *args) -> None:
+        self.handle.call.remote(method, *args)

@@ -1,0 +1,62 @@
+"""Fault injection for the reliability tests: inert unless DOCINTEL_FAULTS is set.
+
+Most faults the tests inject come from outside, the way a node fails: they SIGKILL or SIGSTOP the
+real engine-core process by its pid, kill Ray workers, or break storage requests on the wire. Two
+cannot be made from outside, so the engine actor calls these hooks, which do nothing by default:
+
+  DOCINTEL_FAULTS='{"kill_core_when": "poison.pdf"}'
+      whenever a request for a page whose source_uri contains the text enters the engine, the
+      engine-core process is SIGKILLed a moment later: a request that kills the engine, every time;
+  DOCINTEL_FAULTS='{"step_error_once": "/tmp/marker"}'
+      the first engine step of the job (the marker file makes it once per job, across actor
+      restarts) raises RuntimeError: a transient error inside the loop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from typing import Any
+
+
+def _config() -> dict[str, Any]:
+    raw = os.environ.get("DOCINTEL_FAULTS")
+    return json.loads(raw) if raw else {}
+
+
+def _kill_later(pids: list[int], delay_s: float = 0.3) -> None:
+    def kill() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    threading.Timer(delay_s, kill).start()
+
+
+def before_submit(rows: list[dict[str, Any]], core_pids: list[int]) -> None:
+    needle = _config().get("kill_core_when")
+    if needle and any(needle in (r.get("source_uri") or "") for r in rows):
+        print(f"docintel fault injection: killing the engine core {core_pids} (a request for {needle!r})",
+              flush=True)
+        _kill_later(core_pids)
+
+
+def engine_started(llm: Any) -> None:
+    marker = _config().get("step_error_once")
+    if not marker:
+        return
+    engine = llm.llm_engine
+    step = engine.step
+
+    def failing_step(*args, **kwargs):
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return step(*args, **kwargs)
+        os.close(fd)
+        engine.step = step
+        raise RuntimeError("docintel fault injection: a transient error inside engine.step()")
+
+    engine.step = failing_step
