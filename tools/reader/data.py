@@ -1,0 +1,202 @@
+"""Training examples made exactly as the pipeline asks, and batches of them.
+
+A generated page (pagegen) is rendered by the pipeline's own renderer (pipeline.pages.split_document
+at pagegen.RENDER); its requests are built by the pipeline's own task modules and chat layout
+(pipeline.tasks get_task / instruction / batched_instruction / batched_schema,
+pipeline.prompts.build_messages, no system prompt) and tokenized by mistral_common's
+MistralTokenizer.encode_chat_completion, which also resizes and normalises the image: the same
+code vLLM runs with tokenizer_mode=mistral. The answer is the task's compact JSON (keys in schema
+order, no whitespace, as xgrammar with disable_any_whitespace writes it) + </s>; only answer tokens
+carry a loss. Every answer is validated against the schema the engine would enforce.
+
+One batch = pages of one shape (so images stack), each page rendered once and asked 1-3 requests.
+"""
+from __future__ import annotations
+
+import json
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tools.reader import pagegen
+
+VOCAB_SIZE = 4096  # tokenizer total: 1000 special tokens + the first 3096 tekken ranks (256 bytes first)
+NUM_SPECIAL = 1000
+IMAGE_CONFIG = {"image_patch_size": 14, "max_image_size": 1540, "spatial_merge_size": 2}
+KINDS = ("docvqa", "docvqa-together", "chartqa", "chartqa-together", "fields")  # batch["kind"] codes
+
+
+def write_tekken(path: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
+    """mistral_common's tekken.json cut to `vocab_size` (Tekkenizer keeps the first ranks), image section on."""
+    from pipeline.demo_model import _tekken_source
+
+    data = json.loads(_tekken_source().read_text())
+    assert data["config"]["default_num_special_tokens"] == NUM_SPECIAL
+    inner = vocab_size - NUM_SPECIAL
+    data["config"] = dict(data["config"], default_vocab_size=vocab_size, num_vocab_tokens=inner)
+    data["vocab"] = data["vocab"][:inner]
+    data["image"] = dict(IMAGE_CONFIG)
+    path = Path(path)
+    path.write_text(json.dumps(data, ensure_ascii=False))
+    return path
+
+
+class _SameImageEncoder:
+    """mistral_common's image encoder, run once per distinct image: the requests of one page share it."""
+
+    def __init__(self, inner):
+        self.inner, self._url, self._value = inner, None, None
+
+    def __call__(self, chunk):
+        url = chunk.get_url() if hasattr(chunk, "get_url") else None
+        if url is None or url != self._url:
+            self._value = self.inner(chunk)
+            self._url = url
+        return self._value
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@lru_cache(maxsize=4)
+def tokenizer(tekken_path: str):
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    tok = MistralTokenizer.from_file(tekken_path)
+    instruct = tok.instruct_tokenizer
+    instruct.image_encoder = _SameImageEncoder(instruct.image_encoder)
+    return tok
+
+
+@lru_cache(maxsize=1)
+def tasks() -> dict[str, Any]:
+    from pipeline.config import TaskSpec
+    from pipeline.tasks import get_task
+
+    return {"docvqa": get_task("docvqa", TaskSpec(name="docvqa")),
+            "chartqa": get_task("chartqa", TaskSpec(name="chartqa")),
+            "fields": get_task("fields", TaskSpec(name="fields", fields_schema="invoice"))}
+
+
+def answer_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@lru_cache(maxsize=64)
+def _validator(task_name: str, together: int):
+    import jsonschema
+
+    task = tasks()[task_name]
+    schema = task.batched_schema(together) if together else task.schema
+    return jsonschema.Draft202012Validator(schema), schema
+
+
+def _check_order(value: Any, schema: dict) -> None:
+    if schema.get("type") == "object" and isinstance(value, dict):  # keys in schema order, as xgrammar emits
+        order = list(schema["properties"])
+        assert list(value) == [k for k in order if k in value], (list(value), order)
+        for k, v in value.items():
+            sub = schema["properties"][k]
+            for item in (v if isinstance(v, list) else [v]):
+                _check_order(item, sub.get("items", sub) if isinstance(v, list) else sub)
+
+
+def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 2) -> list[tuple[str, str, str]]:
+    """(task, instruction, answer JSON) of the requests asked of this page: `singles` questions alone,
+    several together ({"answers": [...]}, 2-4), and for invoices the invoice fields."""
+    t = tasks()
+    out = []
+    name, pairs = ("chartqa", page.chartqa) if page.kind == "chart" else ("docvqa", page.docvqa)
+    pool = list(pairs)
+    for _ in range(singles):  # distinct questions, unanswerable ones less often
+        q, a = rng.choices(pool, [0.25 if a == pagegen.UNANSWERABLE else 1.0 for _, a in pool])[0]
+        pool.remove((q, a))
+        out.append((name, t[name].instruction(q), a))
+    if rng.random() < (0.9 if page.kind != "report" else 0.6):
+        group = rng.sample(pairs, min(len(pairs), rng.randint(2, 4)))
+        out.append((name, t[name].batched_instruction([q for q, _ in group]), {"answers": [a for _, a in group]}))
+    if page.kind == "chart" and rng.random() < 0.3:
+        q, a = page.docvqa[0]
+        out.append(("docvqa", t["docvqa"].instruction(q), a))
+    if page.fields is not None and rng.random() < 0.7:
+        out.append(("fields", t["fields"].instruction(None), page.fields))
+    checked = []
+    for task_name, instruction, answer in out:
+        validator, schema = _validator(task_name, len(answer["answers"]) if "answers" in answer else 0)
+        validator.validate(answer)
+        _check_order(answer, schema)
+        checked.append((task_name, instruction, answer_json(answer)))
+    return checked
+
+
+def render(page: pagegen.Page) -> bytes:
+    """The page image exactly as the pipeline renders it (pipeline.pages.split_document at RENDER)."""
+    from pipeline.config import RenderSpec
+    from pipeline.pages import split_document
+
+    (row,) = split_document(pagegen.page_row(page), RenderSpec(**pagegen.RENDER))
+    assert row["error_kind"] is None, row["error"]
+    return row["image"]
+
+
+def encode(tok, image_png: bytes, instruction: str, answer: str | None) -> tuple[list[int], int, np.ndarray]:
+    """(prompt + answer + </s> tokens, prompt length, processed image (C, H, W) float32)."""
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+    from pipeline.prompts import build_messages
+
+    messages = build_messages(image_png, instruction, None)
+    encoded = tok.encode_chat_completion(ChatCompletionRequest.from_openai(messages))
+    prompt = list(encoded.tokens)
+    inner = tok.instruct_tokenizer.tokenizer
+    tail = [] if answer is None else inner.encode(answer, bos=False, eos=False) + [inner.eos_id]
+    (image,) = encoded.images
+    return prompt + tail, len(prompt), image
+
+
+def make_batch(seed: int, index: int, pages: int, tekken_path: str, pad_id: int = 11) -> dict[str, torch.Tensor]:
+    """Batch `index` of the stream `seed`: same inputs whatever process makes it."""
+    tok = tokenizer(tekken_path)
+    rng = random.Random(f"docintel-reader-batch-{seed}-{index}")
+    shape = rng.choice(list(pagegen.SHAPES))
+    images, seqs, seq_image, kinds = None, [], [], []
+    for j in range(pages):
+        page = pagegen.make_page(rng.getrandbits(48), shape=shape)
+        png = render(page)
+        for task_name, instruction, answer in requests_for(page, rng):
+            tokens, n_prompt, image = encode(tok, png, instruction, answer)
+            seqs.append((tokens, n_prompt))
+            seq_image.append(j)
+            kinds.append(KINDS.index(task_name + ("-together" if answer.startswith('{"answers"') else "")))
+        if images is None:  # bf16: what the engine feeds a bf16 model
+            images = torch.empty((pages, *image.shape), dtype=torch.bfloat16)
+        images[j].copy_(torch.from_numpy(image))
+    length = -(-max(len(t) for t, _ in seqs) // 64) * 64
+    tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), length), -100, dtype=torch.long)
+    for i, (t, n_prompt) in enumerate(seqs):
+        tokens[i, : len(t)] = torch.tensor(t)
+        labels[i, n_prompt - 1: len(t) - 1] = torch.tensor(t[n_prompt:])
+    return {"images": images, "tokens": tokens, "labels": labels,
+            "seq_image": torch.tensor(seq_image), "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _ in seqs))}
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Batches start, start+1, ... of one seed; DataLoader worker k makes those with index % workers == k,
+    and the DataLoader hands them back in order, so the stream is the same for any worker count."""
+
+    def __init__(self, seed: int, start: int, pages: int, tekken_path: str):
+        self.seed, self.start, self.pages, self.tekken_path = seed, start, pages, tekken_path
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        k, n = (info.id, info.num_workers) if info else (0, 1)
+        torch.set_num_threads(1)
+        index = self.start + k
+        while True:
+            yield make_batch(self.seed, index, self.pages, self.tekken_path)
+            index += n

@@ -1,0 +1,358 @@
+"""Seeded pages with ground truth for the tiny reader: invoices, short-title pages (reports, letters)
+and labelled bar charts, drawn with PyMuPDF's Base14 fonts (helv, tiro, cour and their bold forms).
+
+`make_page(seed)` returns the one-page PDF and every question it can answer, with the answer as the
+task's JSON (docvqa {"answer","evidence"}, chartqa {"answer","value","unit"}) and, for invoices, the
+`fields` answer of schemas/fields/invoice.json. Same seed, same page, same bytes.
+
+Pages are small in points and the text is large: rendered at RENDER (max_side 560, so 1 pt = 1 px)
+body text is 15-20 px high per em (capitals and digits >= ~11-14 px), and both page shapes are
+multiples of 28 px (Pixtral's merged patch), so mistral_common's resize leaves the pixels alone.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymupdf
+
+SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
+RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
+FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
+
+_VENDOR_A = ["Acme", "Northwind", "Blue River", "Summit", "Redwood", "Silverline", "Greenfield", "Lakeside",
+             "Brightstar", "Oakridge", "Ironbridge", "Westbrook", "Harbor", "Pinecrest", "Maple", "Cobalt",
+             "Evergreen", "Falcon", "Horizon", "Keystone", "Riverside", "Sunrise", "Atlas", "Nordic"]
+_VENDOR_B = ["Supplies", "Trading", "Logistics", "Industries", "Systems", "Consulting", "Print", "Office",
+             "Foods", "Electric", "Partners", "Services", "Tools", "Media"]
+_VENDOR_C = ["Ltd", "Inc.", "GmbH", "LLC", "Co.", "", "", ""]
+_FIRST = ["Anna", "Ben", "Clara", "David", "Elena", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin", "Leo",
+          "Maria", "Nils", "Olga", "Paul", "Rita", "Sam", "Tina", "Victor"]
+_LAST = ["Meyer", "Smith", "Garcia", "Novak", "Rossi", "Becker", "Jensen", "Kowalski", "Martin", "Silva",
+         "Fischer", "Brown", "Dubois", "Larsen", "Weber", "Moreau"]
+_ITEMS = ["Paper A4", "Toner cartridge", "Delivery", "Consulting", "Office chairs", "USB cables",
+          "Printer service", "Coffee beans", "Desk lamp", "Monitor stand", "Software license", "Cleaning",
+          "Travel costs", "Labels", "Envelopes", "Training", "Maintenance", "Web hosting", "Repairs",
+          "Shipping", "Notebooks", "Design work", "Catering", "Storage"]
+_PERIOD = ["Annual", "Quarterly", "Monthly", "Weekly", "Interim", "Final", "Q1", "Q2", "Q3", "Q4"]
+_TOPIC = ["Sales", "Marketing", "Safety", "Budget", "Project", "Research", "Operations", "Staff",
+          "Customer", "Energy", "Audit", "Quality", "Supply"]
+_KIND = ["Report", "Review", "Summary", "Update", "Plan", "Proposal", "Minutes", "Overview"]
+_LETTERS = ["Letter of Intent", "Letter of Offer", "Notice of Meeting", "Letter of Thanks", "Notice of Change",
+            "Letter of Support", "Welcome Letter", "Price Notice"]
+_WORDS = ("the of and to in for on with as by this that from at are was will our new all each we it has "
+          "team plan data cost work year month part time price order level total group report office "
+          "market review next early final change result growth client member project budget service").split()
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+_METRIC = ["Revenue", "Sales", "Costs", "Visitors", "Orders", "Profit", "Downloads", "Exports", "Output"]
+_DIMS = {"region": ["North", "South", "East", "West", "Central"], "quarter": ["Q1", "Q2", "Q3", "Q4"],
+         "year": [str(y) for y in range(2018, 2026)], "product": ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"],
+         "month": [m[:3] for m in _MONTHS], "team": ["Red", "Blue", "Green", "Gold", "Gray"],
+         "country": ["France", "Spain", "Italy", "Japan", "Brazil", "Canada", "India", "Kenya", "Peru"]}
+_UNITS = ["%", "million EUR", "USD", "units", "tonnes", "thousand", None, None]
+_CURRENCY = [("$", "prefix", "USD"), ("EUR", "suffix", "EUR"), ("£", "prefix", "GBP"), ("GBP", "prefix", "GBP")]
+
+DOCVQA_INVOICE = ["What is the total amount?", "What is the date?", "What is the invoice number?",
+                  "What is the due date?"]
+DOCVQA_REPORT = ["What is the title?", "What is the date?"]
+UNANSWERABLE = {"answer": "unanswerable"}
+
+
+@dataclass
+class Page:
+    kind: str  # invoice | report | chart
+    shape: str
+    pdf: bytes
+    docvqa: list[tuple[str, dict]] = field(default_factory=list)
+    chartqa: list[tuple[str, dict]] = field(default_factory=list)
+    fields: dict | None = None  # invoice schema answer (invoices only)
+
+
+def money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def number(x: float) -> int | float:
+    """A JSON number as the reader writes it: 2 decimals at most, integers without '.0'."""
+    x = round(x, 2)
+    return int(x) if x == int(x) else x
+
+
+def _date(rng: random.Random) -> str:
+    y, m, d = rng.randint(2018, 2026), rng.randint(1, 12), rng.randint(1, 28)
+    style = rng.randrange(6)
+    return [f"{y}-{m:02d}-{d:02d}", f"{d} {_MONTHS[m - 1][:3]} {y}", f"{_MONTHS[m - 1]} {d}, {y}",
+            f"{d:02d}/{m:02d}/{y}", f"{d:02d}.{m:02d}.{y}", f"{d} {_MONTHS[m - 1]} {y}"][style]
+
+
+def _name(rng: random.Random) -> str:
+    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+
+
+def _invoice_number(rng: random.Random) -> str:
+    digits = lambda n: "".join(rng.choice("0123456789") for _ in range(n))  # noqa: E731
+    letters = lambda n: "".join(rng.choice("ABCDEFGHKLMNPRSTUVWXYZ") for _ in range(n))  # noqa: E731
+    return [f"INV-{digits(rng.randint(4, 5))}", f"INV-{rng.randint(2018, 2026)}-{digits(4)}", digits(rng.randint(5, 6)),
+            f"{letters(1)}-{digits(4)}", f"{letters(2)}{digits(5)}"][rng.randrange(5)]
+
+
+class _Canvas:
+    """Draw operations measured before drawing, so a layout can shrink until it fits the page."""
+
+    def __init__(self, width: float, height: float):
+        self.width, self.height = width, height
+        self.ops: list[tuple] = []
+
+    def text(self, x: float, y: float, s: str, font: str, size: float, align: str = "left") -> float:
+        w = pymupdf.get_text_length(s, fontname=font, fontsize=size)
+        x = x - w if align == "right" else (x - w / 2 if align == "center" else x)
+        self.ops.append(("text", x, y, s, font, size, w))
+        return w
+
+    def fits(self, margin: float = 6) -> bool:
+        """Every text inside the page and no two texts overlapping (boxes: baseline - size .. + 0.25 size)."""
+        boxes = [(op[1], op[2] - op[5], op[1] + op[6], op[2] + op[5] * 0.25) for op in self.ops if op[0] == "text"]
+        if not all(margin <= x0 and x1 <= self.width - margin and margin <= y0 and y1 <= self.height - margin
+                   for x0, y0, x1, y1 in boxes):
+            return False
+        return not any(a[0] < b[2] + 4 and b[0] < a[2] + 4 and a[1] < b[3] and b[1] < a[3]
+                       for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+    def draw(self, page: pymupdf.Page) -> None:
+        for op in self.ops:
+            if op[0] == "text":
+                page.insert_text((op[1], op[2]), op[3], fontname=op[4], fontsize=op[5])
+            elif op[0] == "line":
+                page.draw_line(op[1], op[2], color=(0, 0, 0), width=0.8)
+            elif op[0] == "rect":
+                page.draw_rect(pymupdf.Rect(*op[1]), color=None, fill=op[2])
+
+
+def _fit(rng: random.Random, width: float, height: float, layout, sizes: range) -> _Canvas:
+    """The first (largest) size whose layout fits; the smallest if none does."""
+    state = rng.getstate()
+    canvas = None
+    for size in sizes:
+        rng.setstate(state)  # same random layout choices at every size
+        canvas = _Canvas(width, height)
+        layout(canvas, size)
+        if canvas.fits():
+            break
+    return canvas
+
+
+def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], dict]:
+    width, height = SHAPES[shape]
+    vendor = " ".join(p for p in (rng.choice(_VENDOR_A), rng.choice(_VENDOR_B), rng.choice(_VENDOR_C)) if p)
+    inv_no, date = _invoice_number(rng), _date(rng)
+    due = _date(rng) if rng.random() < 0.5 else None
+    buyer = _name(rng) if rng.random() < 0.7 else None
+    items = []
+    for desc in rng.sample(_ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
+        qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 20])
+        price = rng.choice([rng.randint(1, 99), rng.randint(10, 999) + rng.choice([0, 0.5, 0.25, 0.99])])
+        items.append((desc, qty, round(qty * price, 2)))
+    subtotal = round(sum(a for _, _, a in items), 2)
+    rate = rng.choice([0, 0, 0.05, 0.07, 0.1, 0.19, 0.2]) if rng.random() < 0.6 else None
+    tax = round(subtotal * rate, 2) if rate is not None else None
+    total = round(subtotal + (tax or 0), 2)
+    symbol, where, code = rng.choice(_CURRENCY)
+    if symbol in ("$", "£"):
+        total_text = f"{symbol}{money(total)}"
+    else:
+        total_text = f"{money(total)} {symbol}" if where == "suffix" else f"{symbol} {money(total)}"
+    reg, bold = rng.choice(FONTS)
+    no_label = rng.choice(["Invoice No:", "Invoice #:", "Invoice number:", "Invoice no."])
+    date_label = rng.choice(["Date:", "Invoice date:", "Date of issue:"])
+    due_label = rng.choice(["Due date:", "Payment due:", "Due:"])
+    total_label = rng.choice(["Total:", "Total due:", "Amount due:", "TOTAL"])
+    head = rng.choice(["Description", "Item"]), rng.choice(["Qty", "Quantity"]), rng.choice(["Amount", "Total"])
+    two_col = shape == "landscape" or rng.random() < 0.3
+    lines = {"no": f"{no_label} {inv_no}", "date": f"{date_label} {date}",
+             "due": f"{due_label} {due}" if due else None, "buyer": f"Bill to: {buyer}" if buyer else None,
+             "subtotal": f"Subtotal: {money(subtotal)}" if tax is not None else None,
+             "tax": (f"Tax ({round(rate * 100)}%): {money(tax)}" if rng.random() < 0.5 else f"Tax: {money(tax)}")
+             if tax is not None else None, "total": f"{total_label} {total_text}"}
+    ruled, heading_word = rng.random() < 0.5, rng.random() < 0.5
+    align = rng.choice(["left", "left", "center", "right"]) if not two_col else "left"
+    totals_right = rng.random() < 0.5
+    mx, my = rng.randint(18, 40), rng.randint(14, 40)
+
+    def layout(c: _Canvas, fs: int) -> None:
+        step, ts = fs * 1.45, fs + rng.randint(4, 8)
+        x_title = {"left": mx, "center": width / 2, "right": width - mx}[align]
+        y = my + ts
+        c.text(x_title, y, vendor, bold, ts, align)
+        if heading_word:
+            y += ts * 1.3
+            c.text(x_title, y, "INVOICE", bold, fs + 2, align)
+        info = [lines[k] for k in ("no", "date", "due") if lines[k]]
+        if two_col:
+            yr = my + fs
+            for s in info:
+                c.text(width - mx, yr, s, reg, fs, "right")
+                yr += step
+            if lines["buyer"]:
+                y += step * 1.2
+                c.text(mx, y, lines["buyer"], reg, fs)
+            y = max(y, yr - step)
+        else:
+            y += step * 0.4
+            for s in info + ([lines["buyer"]] if lines["buyer"] else []):
+                y += step
+                c.text(mx, y, s, reg, fs)
+        y += step * 1.5
+        x_qty, x_amt = width * rng.uniform(0.56, 0.64), width - mx
+        c.text(mx, y, head[0], bold, fs)
+        c.text(x_qty, y, head[1], bold, fs, "center")
+        c.text(x_amt, y, head[2], bold, fs, "right")
+        if ruled:
+            c.ops.append(("line", (mx, y + fs * 0.4), (width - mx, y + fs * 0.4)))
+        for desc, qty, amount in items:
+            y += step
+            c.text(mx, y, desc, reg, fs)
+            c.text(x_qty, y, str(qty), reg, fs, "center")
+            c.text(x_amt, y, money(amount), reg, fs, "right")
+        y += step * 0.6
+        for key in ("subtotal", "tax", "total"):
+            if lines[key]:
+                y += step
+                size, font = (fs + 1, bold) if key == "total" else (fs, reg)
+                c.text(x_amt if totals_right else mx, y, lines[key], font, size, "right" if totals_right else "left")
+
+    canvas = _fit(rng, width, height, layout, range(rng.randint(18, 22), 13, -1))
+    qa = [("What is the total amount?", {"answer": total_text, "evidence": lines["total"]}),
+          ("What is the date?", {"answer": date, "evidence": lines["date"]}),
+          ("What is the invoice number?", {"answer": inv_no, "evidence": lines["no"]}),
+          ("What is the due date?", {"answer": due, "evidence": lines["due"]} if due else UNANSWERABLE)]
+    fields = {"invoice_number": inv_no, "invoice_date": date, "due_date": due, "seller_name": vendor,
+              "buyer_name": buyer, "currency": code, "subtotal": number(subtotal) if tax is not None else None,
+              "tax": number(tax) if tax is not None else None, "total": number(total),
+              "line_items": [{"description": d, "quantity": q, "amount": number(a)} for d, q, a in items]}
+    return canvas, qa, fields
+
+
+def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]]]:
+    width, height = SHAPES[shape]
+    letter = rng.random() < 0.3
+    if letter:
+        title = rng.choice(_LETTERS)
+    else:
+        parts = [rng.choice(_PERIOD), rng.choice(_TOPIC), rng.choice(_KIND)]
+        title = " ".join(parts[rng.random() < 0.3:] + ([str(rng.randint(2018, 2026))] if rng.random() < 0.5 else []))
+    date = _date(rng)
+    date_line = rng.choice(["Date: {}", "{}", "Issued: {}", "Dated {}"]).format(date)
+    extra = [f"Prepared by: {_name(rng)}" if not letter else f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(_LAST)},",
+             f"Department: {rng.choice(_TOPIC)}"]
+    body = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 7))).capitalize() for _ in range(rng.randint(3, 7))]
+    reg, bold = rng.choice(FONTS)
+    align = rng.choice(["left", "left", "center"])
+    date_first = rng.random() < 0.4
+    mx, my = rng.randint(18, 44), rng.randint(20, 70)
+
+    def layout(c: _Canvas, ts: int) -> None:
+        fs = max(16, min(21, ts - rng.randint(5, 9)))
+        x = width / 2 if align == "center" else mx
+        y = my + ts
+        if date_first:
+            c.text(width - mx, my + fs, date_line, reg, fs, "right")
+            y += fs * 1.5
+        c.text(x, y, title, bold, ts, align)
+        y += ts * 0.8
+        if not date_first:
+            y += fs * 1.6
+            c.text(x, y, date_line, reg, fs, align)
+        for s in extra[: rng.randint(0, 2)]:
+            y += fs * 1.5
+            c.text(mx, y, s, reg, fs)
+        y += fs * 0.8
+        for s in body:
+            y += fs * 1.45
+            c.text(mx, y, s, reg, fs - 2)
+            if y > height - 3 * fs:
+                break
+
+    canvas = _fit(rng, width, height, layout, range(rng.randint(22, 30), 15, -1))
+    qa = [("What is the title?", {"answer": title, "evidence": title}),
+          ("What is the date?", {"answer": date, "evidence": date_line}),
+          ("What is the total amount?", UNANSWERABLE), ("What is the invoice number?", UNANSWERABLE)]
+    return canvas, qa
+
+
+def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+    width, height = SHAPES[shape]
+    dim = rng.choice(list(_DIMS))
+    labels = rng.sample(_DIMS[dim], min(len(_DIMS[dim]), rng.randint(3, 6)))
+    if dim in ("year", "quarter", "month"):
+        labels.sort(key=_DIMS[dim].index)
+    unit = rng.choice(_UNITS)
+    style = "percent" if unit == "%" else rng.choice(["int", "int", "decimal"])
+    while True:
+        if style == "decimal":
+            values = [rng.randint(10, 99) / 10 for _ in labels]
+        else:
+            values = [rng.randint(3, 99 if style == "percent" else 999) for _ in labels]
+        if values.count(max(values)) == 1:
+            break
+    printed = [(f"{v:g}%" if style == "percent" else f"{v:g}") for v in values]
+    title = f"{rng.choice(_METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
+    reg, bold = rng.choice(FONTS)
+    color = rng.choice([(0.2, 0.4, 0.8), (0.85, 0.4, 0.1), (0.2, 0.6, 0.3), (0.5, 0.5, 0.5), (0.6, 0.2, 0.6)])
+    mx, title_align = rng.randint(20, 50), rng.choice(["left", "center"])
+
+    def layout(c: _Canvas, ts: int) -> None:
+        fs = max(14, ts - 4)
+        c.text(width / 2 if title_align == "center" else mx, 16 + ts, title, bold, ts, title_align)
+        top, base = 16 + ts * 2 + fs * 1.6, height - fs * 2.2
+        slot = (width - 2 * mx) / len(labels)
+        bar = slot * rng.uniform(0.5, 0.7)
+        c.ops.append(("line", (mx, base), (width - mx, base)))
+        for i, (label, value, text) in enumerate(zip(labels, values, printed)):
+            cx = mx + slot * (i + 0.5)
+            h = (base - top) * (0.08 + 0.92 * value / max(values))
+            c.ops.append(("rect", (cx - bar / 2, base - h, cx + bar / 2, base), color))
+            c.text(cx, base - h - fs * 0.35, text, reg, fs, "center")
+            c.text(cx, base + fs * 1.3, label, reg, fs, "center")
+
+    canvas = _fit(rng, width, height, layout, range(rng.randint(18, 24), 13, -1))
+    chartqa = [(f"What is the value for {label}?", {"answer": text, "value": number(value), "unit": unit})
+               for label, value, text in zip(labels, values, printed)]
+    top = values.index(max(values))
+    chartqa += [("What is the highest value shown in the chart?",
+                 {"answer": printed[top], "value": number(values[top]), "unit": unit}),
+                ("Which label has the highest value?", {"answer": labels[top], "value": None, "unit": None})]
+    return canvas, [("What is the title?", {"answer": title, "evidence": title})], chartqa
+
+
+def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> Page:
+    """One generated page. `kind` and `shape` default to a seeded choice; charts are landscape and
+    reports portrait, invoices either."""
+    rng = random.Random(f"docintel-reader-page-{seed}")
+    if shape is None:
+        shape = rng.choice(list(SHAPES))
+    if kind is None:
+        kind = rng.choice(["invoice", "invoice", "report"] if shape == "portrait" else ["invoice", "chart", "chart"])
+    chartqa: list[tuple[str, dict]] = []
+    fields = None
+    if kind == "invoice":
+        canvas, docvqa, fields = _invoice(rng, shape)
+    elif kind == "report":
+        canvas, docvqa = _report(rng, shape)
+    elif kind == "chart":
+        canvas, docvqa, chartqa = _chart(rng, shape)
+    else:
+        raise ValueError(f"unknown page kind {kind!r}")
+    doc = pymupdf.open()
+    page = doc.new_page(width=SHAPES[shape][0], height=SHAPES[shape][1])
+    canvas.draw(page)
+    pdf = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
+    doc.close()
+    return Page(kind=kind, shape=shape, pdf=pdf, docvqa=docvqa, chartqa=chartqa, fields=fields)
+
+
+def page_row(page: Page, doc_id: str = "gen") -> dict[str, Any]:
+    """The document row the pipeline's reader would make of this page (pipeline.pages input)."""
+    return {"doc_id": doc_id, "source_uri": f"{doc_id}.pdf", "questions": "[]", "data": page.pdf,
+            "error_kind": None, "error": None}

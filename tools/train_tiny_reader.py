@@ -1,0 +1,251 @@
+"""Train the tiny reader (tools/reader): Mistral Small 3.2's architecture at ~12M parameters, on pages
+generated on the fly, from a fixed seed; export the model folder vLLM loads.
+
+Data: DataLoader workers make whole batches (tools/reader/data.py: pages of one shape, each rendered
+once by the pipeline's renderer and asked 3-5 requests, tokenized by mistral_common exactly as vLLM
+tokenizes the pipeline's requests). Batch k of a seed is the same whatever process makes it, so a
+resumed run continues the same stream. Loss on answer tokens only.
+
+Schedule: linear warm-up, cosine to 10 %. `--steps N` fixes its length; `--steps 0` (default) sizes
+it once, after `--calibrate-steps` steps, from the measured speed to end at `--schedule-s` seconds of
+training over all calls. Each call stops at `--time-budget-s` (checkpoint first), `--resume` goes on.
+
+  python3 tools/train_tiny_reader.py --device cpu --tiny-debug --time-budget-s 60 --export /tmp/tr
+  python3 tools/train_tiny_reader.py --device cuda --schedule-s 780 --time-budget-s 540 --ckpt /tmp/reader-ckpt
+  python3 tools/train_tiny_reader.py --device cuda --schedule-s 780 --time-budget-s 300 --ckpt /tmp/reader-ckpt \
+      --resume --export $OUT/tiny-reader
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.reader import data, export  # noqa: E402
+from tools.reader.model import ModelArgs, TinyReader, VisionArgs  # noqa: E402
+
+TINY = ModelArgs(dim=128, n_layers=2, head_dim=64, hidden_dim=256, n_heads=2, n_kv_heads=1,
+                 vision_encoder=VisionArgs(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                           num_attention_heads=2))
+HELD_OUT_SEED_OFFSET = 1_000_003  # held-out batches: another stream of the same generator
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    p.add_argument("--tiny-debug", action="store_true", help="tiny sizes for a CPU smoke run")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pages", type=int, default=None, help="pages per batch (default 24 on cuda, 2 on cpu)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1)")
+    p.add_argument("--lr", type=float, default=1.5e-3)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--steps", type=int, default=0, help="schedule length; 0: size it from the measured speed")
+    p.add_argument("--schedule-s", type=float, default=780.0, help="training seconds over all calls (--steps 0)")
+    p.add_argument("--calibrate-steps", type=int, default=60)
+    p.add_argument("--time-budget-s", type=float, default=540.0, help="this call's training time")
+    p.add_argument("--ckpt", default="/tmp/reader-ckpt", help="checkpoint folder")
+    p.add_argument("--ckpt-every-s", type=float, default=180.0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--export", help="write the model folder here at the end")
+    p.add_argument("--log", help="also append the log lines to this file")
+    p.add_argument("--metrics", help="write the final metrics JSON here")
+    p.add_argument("--held-out", type=int, default=None, help="held-out batches (default 6 cuda, 1 cpu)")
+    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (off: not needed at this size)")
+    return p.parse_args(argv)
+
+
+class Log:
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def to_device(batch: dict, device: str) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: TinyReader, batches: list[dict], device: str, tok) -> dict:
+    """Teacher-forced on held-out pages: token accuracy, and per kind the share of answers whose every
+    token is the argmax (= greedy decoding reproduces the gold answer exactly, grammar aside)."""
+    model.eval()
+    tokens_ok = tokens_all = 0
+    per_kind: dict[str, list[int]] = {k: [0, 0] for k in data.KINDS}
+    sample = None
+    for batch in batches:
+        b = to_device(batch, device)
+        keep = b["labels"] != -100
+        with torch.autocast("cuda", torch.bfloat16, enabled=device == "cuda"):
+            h = model.hidden_states(b["tokens"], b["images"], b["seq_image"])[keep]
+            pred = model.output(model.norm(h)).float().argmax(-1)
+        gold = b["labels"][keep]
+        hit = (pred == gold).long()
+        seq = keep.nonzero()[:, 0]
+        wrong = torch.zeros(len(keep), dtype=torch.long, device=hit.device).index_add_(0, seq, 1 - hit)
+        tokens_ok += int(hit.sum())
+        tokens_all += len(hit)
+        for kind, bad in zip(b["kind"].cpu().tolist(), wrong.cpu().tolist()):
+            per_kind[data.KINDS[kind]][0] += int(bad == 0)
+            per_kind[data.KINDS[kind]][1] += 1
+        if sample is None:
+            inner = tok.instruct_tokenizer.tokenizer
+            first = seq == 0
+            sample = {"gold": inner.decode(gold[first].tolist()), "argmax": inner.decode(pred[first].tolist())}
+    model.train()
+    return {"token_acc": tokens_ok / max(1, tokens_all),
+            "exact": {k: round(ok / n, 4) for k, (ok, n) in per_kind.items() if n},
+            "exact_n": {k: n for k, (_, n) in per_kind.items() if n}, "sample": sample}
+
+
+def save_ckpt(folder: Path, model, opt, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "ckpt.pt.tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                "args": model.args.params_json()}, tmp)
+    os.replace(tmp, folder / "ckpt.pt")
+
+
+def main(argv=None) -> dict:
+    a = parse_args(argv)
+    cuda = a.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("--device cuda but no GPU is visible")
+    log = Log(a.log)
+    pages = a.pages or (24 if cuda else 2)
+    workers = a.workers if a.workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    torch.manual_seed(a.seed)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    ckpt_dir = Path(a.ckpt)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    tekken = str(data.write_tekken(ckpt_dir / "tekken.json", (TINY if a.tiny_debug else ModelArgs()).vocab_size))
+    tok = data.tokenizer(tekken)
+
+    state = {"step": 0, "batch": 0, "sequences": 0, "pages": 0, "train_s": 0.0, "total_steps": a.steps or None,
+             "seed": a.seed, "calls": 0}
+    resume = torch.load(ckpt_dir / "ckpt.pt", map_location="cpu", weights_only=False) if a.resume else None
+    args = ModelArgs.from_params(resume["args"]) if resume else (TINY if a.tiny_debug else ModelArgs())
+    model = TinyReader(args)
+    if resume:
+        model.load_state_dict(resume["model"])
+        state.update(resume["state"])
+    model.to(a.device).train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "tok_embeddings" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "tok_embeddings" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda)
+    if resume:
+        opt.load_state_dict(resume["opt"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model {n_params / 1e6:.2f}M parameters ({n_params * 2 / 2**20:.1f} MiB in bf16); device {a.device}; "
+        f"{pages} pages/batch, {workers} workers; resume={bool(resume)} at step {state['step']}, batch {state['batch']}")
+    forward = torch.compile(model.loss, dynamic=True) if a.compile else model.loss
+
+    held_out = [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken)
+                for i in range(a.held_out if a.held_out is not None else (6 if cuda else 1))]
+    loader = torch.utils.data.DataLoader(
+        data.BatchStream(a.seed, state["batch"], pages, tekken), batch_size=None, num_workers=workers,
+        pin_memory=cuda, prefetch_factor=4 if workers else None, persistent_workers=False)
+    state["calls"] += 1
+    log_every = a.log_every or (25 if cuda else 1)
+    began = time.monotonic()
+    last_ckpt = began
+    window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "loss": 0.0, "acc": [0, 0], "n": 0}
+    calib_start, first_step = None, state["step"]
+    history = []
+    it = iter(loader)
+    while True:
+        elapsed = time.monotonic() - began
+        if elapsed >= a.time_budget_s or (state["total_steps"] and state["step"] >= state["total_steps"]):
+            break
+        t_wait = time.monotonic()
+        batch = next(it)
+        window["wait"] += time.monotonic() - t_wait
+        b = to_device(batch, a.device)
+        lr = lr_at(state["step"], state["total_steps"] or 10**9, a.lr, a.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            loss, correct = forward(b["tokens"], b["images"], b["seq_image"], b["labels"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        n_labels = int((batch["labels"] != -100).sum())
+        state["step"] += 1
+        state["batch"] += 1
+        state["sequences"] += len(batch["tokens"])
+        state["pages"] += len(batch["images"])
+        window["seqs"] += len(batch["tokens"])
+        window["pages"] += len(batch["images"])
+        window["tokens"] += int(batch["real_tokens"])
+        window["n"] += 1
+        if state["step"] % log_every == 0 or state["step"] == 1:
+            window["loss"], window["acc"] = loss.item(), [int(correct), n_labels]  # the only GPU sync
+            dt = time.monotonic() - window["t"]
+            line = (f"step {state['step']} loss {window['loss']:.4f} tok_acc {window['acc'][0] / max(1, n_labels):.3f} "
+                    f"lr {lr:.2e} | {window['seqs'] / dt:.1f} seq/s {window['pages'] / dt:.1f} pages/s "
+                    f"{window['tokens'] / dt / 1e3:.1f}k tok/s, data wait {100 * window['wait'] / dt:.0f}% | "
+                    f"total {state['sequences']} seqs, {state['train_s'] + elapsed:.0f}s")
+            log(line)
+            history.append({"step": state["step"], "loss": window["loss"], "seq_per_s": window["seqs"] / dt,
+                            "pages_per_s": window["pages"] / dt, "data_wait": window["wait"] / dt})
+            window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "n": 0}
+        call_steps = state["step"] - first_step
+        if state["total_steps"] is None and call_steps == 10:  # past start-up and first-batch costs
+            if cuda:
+                torch.cuda.synchronize()
+            calib_start = (time.monotonic(), state["step"])
+        if state["total_steps"] is None and calib_start and call_steps == 10 + a.calibrate_steps:
+            if cuda:
+                torch.cuda.synchronize()
+            rate = (state["step"] - calib_start[1]) / (time.monotonic() - calib_start[0])
+            left = a.schedule_s - (state["train_s"] + time.monotonic() - began)
+            state["total_steps"] = state["step"] + max(1, int(rate * left))
+            log(f"schedule: {rate:.2f} steps/s measured -> {state['total_steps']} steps in all "
+                f"(~{a.schedule_s:.0f}s of training over all calls)")
+        if time.monotonic() - last_ckpt > a.ckpt_every_s:
+            save_ckpt(ckpt_dir, model, opt, {**state, "train_s": state["train_s"] + time.monotonic() - began})
+            last_ckpt = time.monotonic()
+    state["train_s"] += time.monotonic() - began
+    del it, loader
+    save_ckpt(ckpt_dir, model, opt, state)
+    metrics = {"state": state, "parameters": n_params, "held_out": evaluate(model, held_out, a.device, tok),
+               "history": history, "final_lr": lr_at(state["step"], state["total_steps"] or 10**9, a.lr, a.warmup)}
+    log(f"held-out (teacher-forced): {json.dumps(metrics['held_out'])}")
+    if a.export:
+        extra = {"trained": {"steps": state["step"], "sequences": state["sequences"], "pages": state["pages"],
+                             "seconds": round(state["train_s"]), "seed": a.seed,
+                             "held_out_exact": metrics["held_out"]["exact"]}}
+        folder = export.export(model, a.export, extra)
+        log(f"exported {folder}: {sorted(p.name for p in folder.iterdir())}")
+    if a.metrics:
+        Path(a.metrics).write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
