@@ -33,7 +33,9 @@ class InputSpec(_Strict):
     )
     allowed_roots: list[str] = Field(
         default_factory=list,
-        description="Manifest paths must resolve inside one of these (default: the manifest's folder).",
+        description="Manifest entries must lie inside one of these: local folders (after resolving '..' and "
+                    "symlinks) or URI prefixes such as s3://bucket/prefix (same scheme and bucket, at a '/' "
+                    "boundary). Default: the manifest's folder, so URI entries are refused.",
     )
     max_file_bytes: int = Field(512 * 1024 * 1024, gt=0, description="Larger files get an error row, unread.")
     pdf_password: str | None = Field(None, description="Password for the owner's encrypted PDFs.", repr=False)

@@ -1,0 +1,304 @@
+"""Storage plumbing shared by input and output: URIs to pyarrow filesystems, retries, safe names.
+
+* `filesystem_for(uri)` builds the filesystem from `scheme://bucket` only and keeps the rest of
+  the string as the object key, byte for byte: no URI decoding, so `#`, `?`, `%`, `+`, spaces
+  and non-ASCII are ordinary key characters (S3 keys may hold any of them).
+* `retry_transient(fn, what)` runs one storage operation with bounded, jittered exponential
+  backoff, retrying only errors that a second try can cure (timeouts, resets, 5xx, throttling).
+  It is the only retry layer: S3 filesystems made here switch the AWS SDK's own retries off
+  (`SDK_ATTEMPTS = 1`), so "N attempts" means N requests per operation (curl may still redo a
+  request once when a reused keep-alive connection turns out dead before any reply: that is a
+  new connection, not a retry of an answered request) and every wait is ours, logged.
+* `escape_name` gives a lossless, valid UTF-8 text for a local path that is not valid UTF-8.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import random
+import re
+import stat
+import time
+from functools import lru_cache
+from typing import Callable, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Retries of one storage operation (reads of a document, a listing, a marker write, ...).
+ATTEMPTS = 4            # tries in all, the first included
+BACKOFF_FIRST_S = 0.2   # wait before the 2nd try; doubles each time ...
+BACKOFF_CAP_S = 5.0     # ... up to this; each wait is drawn from [delay/2, delay] (jitter)
+SDK_ATTEMPTS = 1        # the AWS SDK's own tries per request: 1 = no hidden retries under ours
+# S3 client timeouts. With libcurl (Linux) the request timeout means "less than 1 byte/s for this
+# long", so a large object that keeps flowing is never cut; a stalled connection is, after this.
+CONNECT_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 30.0
+ENV_CONNECT_TIMEOUT = "DOCINTEL_S3_CONNECT_TIMEOUT_S"  # overrides, read when a filesystem is made
+ENV_REQUEST_TIMEOUT = "DOCINTEL_S3_REQUEST_TIMEOUT_S"  # (env, so Ray workers see them too)
+
+# What pyarrow's S3 errors say when a retry may help. Checked against the exception's text,
+# because pyarrow raises plain OSError for all of them.
+_TRANSIENT = re.compile(
+    r"curlCode: (?:6|7|18|28|35|52|55|56)\b"         # DNS, connect, partial, timeout, TLS, empty reply, send/recv
+    r"|AWS Error (?:NETWORK_CONNECTION|SLOW_DOWN|THROTTLING|SERVICE_UNAVAILABLE|INTERNAL_FAILURE"
+    r"|REQUEST_TIMEOUT)\b"
+    r"|HTTP status (?:5\d\d|429|408)\b|\b(?:SlowDown|Throttl\w*|RequestTimeout|InternalError|ServiceUnavailable)\b"
+    r"|[Cc]onnection (?:was )?reset|Broken pipe|[Tt]imed? ?out|Operation too slow",
+)
+# Never retried, whatever else the text says: the answer will not change.
+_PERMANENT = re.compile(r"ACCESS_DENIED|AccessDenied|NO_SUCH_KEY|NoSuchKey|NO_SUCH_BUCKET|NoSuchBucket"
+                        r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status (?:400|401|403|404|405|409|411|412|416)\b")
+
+
+def is_uri(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """'s3://bucket/a/b c#1.pdf' -> ('s3', 'bucket', 'a/b c#1.pdf'): the key exactly as written."""
+    scheme, rest = uri.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    return scheme, bucket, key
+
+
+# ---- filesystems -------------------------------------------------------------------------
+
+def filesystem_for(uri: str):
+    """(pyarrow FileSystem, path inside it) for a URI.
+
+    s3 and gs/gcs: the path is "bucket/key" with the key verbatim (a trailing '/' dropped, as
+    pyarrow names folders without it). Other schemes go through pyarrow's own URI parsing.
+    S3 credentials come from the standard AWS chain of the process; an S3-compatible endpoint
+    from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL (set by storage.endpoint_url).
+    """
+    import pyarrow.fs as pafs
+
+    scheme, bucket, key = split_uri(uri)
+    inner = f"{bucket}/{key}".rstrip("/") if key else bucket
+    if scheme == "s3":
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        fs = pafs.S3FileSystem(
+            region=_s3_region(bucket, endpoint or ""),
+            endpoint_override=endpoint or None,
+            connect_timeout=_env_seconds(ENV_CONNECT_TIMEOUT, CONNECT_TIMEOUT_S),
+            request_timeout=_env_seconds(ENV_REQUEST_TIMEOUT, REQUEST_TIMEOUT_S),
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=SDK_ATTEMPTS),
+        )
+        return fs, inner
+    if scheme in ("gs", "gcs"):
+        fs, _ = pafs.FileSystem.from_uri(f"{scheme}://{bucket}")
+        return fs, inner
+    return pafs.FileSystem.from_uri(uri)
+
+
+def _s3_region(bucket: str, endpoint: str) -> str:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if endpoint:  # an S3-compatible store: no region discovery, it answers any region
+        return region or "us-east-1"
+    return _bucket_region(bucket)
+
+
+@lru_cache(maxsize=256)
+def _bucket_region(bucket: str) -> str:
+    """AWS: the bucket's own region (one HEAD request per bucket and process), as
+    pyarrow's from_uri finds it, so buckets of other regions work whatever AWS_REGION says."""
+    import pyarrow.fs as pafs
+
+    return pafs.resolve_s3_region(bucket)
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    value = float(raw)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+# ---- retries -----------------------------------------------------------------------------
+
+class RetriesExhausted(OSError):
+    """A transient error outlasted the retries. `attempts`: tries made; `last`: the last error."""
+
+    def __init__(self, what: str, attempts: int, last: BaseException):
+        super().__init__(f"{what}: gave up after {attempts} attempts (retried {attempts - 1} times); "
+                         f"last error: {type(last).__name__}: {last}")
+        self.attempts = attempts
+        self.last = last
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a later try may not meet: timeouts, dropped connections, 5xx, throttling.
+    Missing objects, refused access, bad requests and local file problems are not."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if not isinstance(exc, OSError):
+        return False  # ValueError (pyarrow's ArrowInvalid: a bad path), our own exceptions, bugs
+    text = str(exc)
+    return not _PERMANENT.search(text) and bool(_TRANSIENT.search(text))
+
+
+def backoff_delay(retry: int) -> float:
+    """Seconds to wait before retry number `retry` (1 = the 2nd attempt), jittered."""
+    delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** (retry - 1))
+    return random.uniform(delay / 2, delay)
+
+
+def retry_transient(fn: Callable[[], T], what: str, *, attempts: int | None = None,
+                    transient: Callable[[BaseException], bool] = is_transient) -> T:
+    """Call `fn()` and return its result, trying up to `attempts` times (default ATTEMPTS) while it
+    raises an error that `transient` accepts, with `backoff_delay` between tries.
+
+    Other errors propagate at once, unchanged. When the tries run out, `RetriesExhausted` (an
+    OSError, chained to the last error) says `what` failed and how often it was retried. `fn`
+    must be safe to repeat: re-open streams inside it, do not resume half-read ones.
+    """
+    attempts = ATTEMPTS if attempts is None else attempts
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            if attempt == attempts:
+                raise RetriesExhausted(what, attempts, exc) from exc
+            wait = backoff_delay(attempt)
+            log.warning("%s: %s: %s; retry %d of %d in %.2fs", what, type(exc).__name__, exc,
+                        attempt, attempts - 1, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+# ---- local listing ---------------------------------------------------------------------
+
+MAGIC = re.compile(r"[*?[]")  # what makes a local path a glob pattern
+
+
+def hidden(name: str) -> bool:
+    """Hidden files and hidden folders alike: the name starts with '.'."""
+    return name.startswith(".")
+
+
+def entries(folder: str) -> list[os.DirEntry]:
+    """A folder's entries sorted by name (a stable order on every file system)."""
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def subdirs(top: str, visited: set[str] | None = None):
+    """`top` and every non-hidden folder below it, symlinks followed, each real folder once."""
+    visited = set() if visited is None else visited
+    real = os.path.realpath(top)
+    if real in visited:
+        return
+    visited.add(real)
+    yield top
+    try:
+        items = entries(top)
+    except OSError:
+        return  # unreadable: sources._walk reports it when it lists the folder's files
+    for entry in items:
+        if not hidden(entry.name) and entry.is_dir():  # is_dir follows symlinks
+            yield from subdirs(entry.path, visited)
+
+
+def glob_paths(pattern: str) -> list[str]:
+    """Glob with `**`, like glob.glob(recursive=True), but each real folder is entered once per
+    `**` (a symlink loop is not walked 40 deep) and hidden names match only a segment that
+    starts with '.' itself; `**` never descends into hidden folders. Folders are not returned."""
+    anchor = "/" if pattern.startswith("/") else ""
+    parts = [p for p in pattern[len(anchor):].split("/") if p]
+    results: list[str] = []
+
+    def join(base: str, name: str) -> str:
+        return os.path.join(base, name) if base else name
+
+    def expand(base: str, i: int) -> None:
+        if i == len(parts):
+            results.append(base)
+            return
+        seg, last = parts[i], i == len(parts) - 1
+        if seg == "**":
+            for d in subdirs(base or "."):
+                expand(d, i + 1)
+                if last:  # a trailing ** matches files too
+                    try:
+                        results.extend(e.path for e in entries(d) if not hidden(e.name) and not e.is_dir())
+                    except OSError:
+                        pass
+        elif not MAGIC.search(seg):
+            path = join(base, seg)
+            if os.path.lexists(path) if last else os.path.isdir(path):
+                expand(path, i + 1)
+        else:
+            try:
+                items = entries(base or ".")
+            except OSError:
+                return
+            for e in items:
+                if (hidden(e.name) and not seg.startswith(".")) or not fnmatch.fnmatchcase(e.name, seg):
+                    continue
+                if last or e.is_dir():
+                    expand(join(base, e.name), i + 1)
+
+    expand(anchor, 0)
+    return [r for r in results if not os.path.isdir(r)]
+
+
+# ---- roots and names ---------------------------------------------------------------------
+
+def uri_within(uri: str, root: str) -> bool:
+    """True if `uri` lies under URI prefix `root`: same scheme and bucket, and the key starts with
+    the root's key at a '/' boundary (s3://b/in holds s3://b/in/x.pdf, not s3://b/inbox/x.pdf).
+    Keys with '.'/'..' or empty segments are never inside: clients normalize those away."""
+    if not (is_uri(uri) and is_uri(root)):
+        return False
+    scheme, bucket, key = split_uri(uri)
+    r_scheme, r_bucket, r_key = split_uri(root)
+    if (scheme, bucket) != (r_scheme, r_bucket) or not key:
+        return False
+    if any(seg in ("", ".", "..") for seg in key.split("/")):
+        return False
+    prefix = r_key.rstrip("/")
+    return not prefix or key == prefix or key.startswith(prefix + "/")
+
+
+def is_valid_name(path: str) -> bool:
+    """False for a str holding undecodable bytes (os.walk's surrogate escapes): it cannot be
+    written to Parquet/JSON and would crash a later stage."""
+    try:
+        path.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def escape_name(path: str) -> str:
+    """A valid UTF-8, lossless form of a file name: a byte that is not UTF-8 becomes `\\xNN` and a
+    backslash becomes `\\\\`, so os.fsencode of the name can be rebuilt from the text."""
+    out = []
+    for ch in path:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:  # surrogateescape: the undecodable byte 0x80..0xFF
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def not_regular(mode: int) -> str | None:
+    """What a non-regular file is ('a FIFO', ...), None for a regular file."""
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "not a regular file"
