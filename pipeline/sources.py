@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import fnmatch
 import hashlib
 import io
 import json
@@ -35,7 +34,8 @@ from typing import Any
 import yaml
 
 from pipeline.config import InputSpec
-from pipeline.storage import (MAGIC, RetriesExhausted, entries, escape_name, filesystem_for, glob_paths, hidden,  # noqa: F401
+# is_uri and filesystem_for are imported from here by other modules too.
+from pipeline.storage import (MAGIC, RetriesExhausted, entries, escape_name, filesystem_for, glob_paths, hidden,
                               is_uri, is_valid_name, not_regular, retry_transient, subdirs, uri_within)
 
 
@@ -247,27 +247,27 @@ def _manifest_refs(spec: InputSpec) -> list[DocumentRef]:
 # ---- discover ----------------------------------------------------------------------------
 
 def _key(ref: DocumentRef) -> tuple[str, str]:
-    """What makes two listed names one document: the URI itself, or the real local path."""
+    """What makes two listed names one document: the URI itself, or the real local path. (A URI
+    in input.paths is the operator's choice: a refused manifest entry for it adds its questions.)"""
     if is_uri(ref.source_uri):
         return ("uri", ref.source_uri)
-    if ref.error_kind == "path_not_allowed":
-        return ("refused", ref.source_uri)
+    if ref.error_kind in ("path_not_allowed", "bad_file_name"):
+        return (ref.error_kind, ref.source_uri)  # as written / escaped: not a path to resolve
     return ("file", os.path.realpath(ref.source_uri))
 
 
 def discover(spec: InputSpec) -> list[DocumentRef]:
-    """List every input document once, in a stable order (first seen), questions merged.
-    Raises ValueError for a malformed manifest, before anything is read."""
+    """List every input document once, in a stable order (paths, then manifest; first seen wins),
+    questions merged. Raises ValueError for a malformed manifest, before anything is listed."""
+    from_manifest = _manifest_refs(spec) if spec.manifest else []
     listed: list[DocumentRef] = []
     for path in spec.paths:
         listed += _list_uri(path, spec.extensions) if is_uri(path) else _list_local(path, spec.extensions)
-    if spec.manifest:
-        listed += _manifest_refs(spec)
 
     refs: list[DocumentRef] = []
     index: dict[tuple[str, str], int] = {}
-    for ref in listed:
-        key = _key(ref) if ref.error_kind != "bad_file_name" else ("bad", ref.source_uri)
+    for ref in listed + from_manifest:
+        key = _key(ref)
         if key not in index:
             index[key] = len(refs)
             refs.append(dataclasses.replace(ref, questions=tuple(dict.fromkeys(ref.questions))))
@@ -319,22 +319,13 @@ def _read_local(path: str, max_bytes: int) -> bytes:
 
 
 def _read_uri(uri: str, max_bytes: int) -> bytes:
-    import pyarrow.fs as pafs
-
-    def once() -> bytes:  # a fresh stream per attempt: a half-read one is never resumed
+    def once() -> bytes:  # a fresh file per attempt: a half-read one is never resumed
         fs, inner = filesystem_for(uri)
-        info = fs.get_file_info(inner)
-        if info.type == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"no object {uri}")
-        if info.type != pafs.FileType.File:
-            raise _NotAFile("a folder (key prefix), not an object")
-        if info.size is not None and info.size > max_bytes:
-            raise _TooLarge(info.size)
-        with fs.open_input_stream(inner) as f:
-            data = f.read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise _TooLarge(len(data))
-        return data
+        with fs.open_input_file(inner) as f:  # one HEAD (size; FileNotFoundError if no such key), one GET
+            size = f.size()
+            if size > max_bytes:
+                raise _TooLarge(size)
+            return f.read()
 
     return retry_transient(once, f"read {uri}")
 

@@ -49,7 +49,8 @@ _TRANSIENT = re.compile(
 )
 # Never retried, whatever else the text says: the answer will not change.
 _PERMANENT = re.compile(r"ACCESS_DENIED|AccessDenied|NO_SUCH_KEY|NoSuchKey|NO_SUCH_BUCKET|NoSuchBucket"
-                        r"|InvalidAccessKeyId|SignatureDoesNotMatch|HTTP status (?:400|401|403|404|405|409|411|412|416)\b")
+                        r"|InvalidAccessKeyId|SignatureDoesNotMatch"
+                        r"|HTTP status (?:400|401|403|404|405|409|411|412|416)\b")
 
 
 def is_uri(path: str) -> bool:
