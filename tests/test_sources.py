@@ -144,6 +144,25 @@ def test_fifo_socket_and_device_get_not_a_file_rows_and_are_never_opened(tmp_pat
             pass
 
 
+def test_an_unreadable_subfolder_gets_a_row_instead_of_vanishing(tmp_path, monkeypatch):
+    import pipeline.sources as sources
+
+    d = tmp_path / "D"
+    make_pdf(d / "ok.pdf", pages=1)
+    make_pdf(d / "locked" / "x.pdf", pages=1)
+    real_entries = sources.entries
+
+    def entries(folder):  # what a folder without read permission does (root ignores chmod)
+        if os.path.basename(folder) == "locked":
+            raise PermissionError(13, "Permission denied")
+        return real_entries(folder)
+    monkeypatch.setattr(sources, "entries", entries)
+    refs = discover(InputSpec(paths=[str(d)]))
+    assert [(os.path.relpath(r.source_uri, d), r.error_kind) for r in refs] == [("ok.pdf", None),
+                                                                                 ("locked", "read_error")]
+    assert "cannot list folder: Permission denied" in refs[1].error
+
+
 def _unescape(text: str) -> bytes:
     """Inverse of storage.escape_name, as a user would rebuild the real name."""
     out, i = bytearray(), 0
