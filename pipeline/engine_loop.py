@@ -134,8 +134,9 @@ class EngineLoop:
 
     # ---- failure ----------------------------------------------------------------------------
 
-    def _fail(self, reason: str) -> None:
-        """The engine is gone: record why once, tell the owner, release every waiting caller."""
+    def _fail(self, reason: str, report: bool = True) -> None:
+        """The engine is gone (or being shut down: report=False): record why once, tell the owner,
+        release every waiting caller."""
         with self._wake:
             if self.failure is not None:
                 return
@@ -146,7 +147,7 @@ class EngineLoop:
             self._active, self._pending = [], {}
             self._waiting.clear()
             self._wake.notify_all()
-        if self._on_failure is not None:
+        if report and self._on_failure is not None:
             self._on_failure(reason, in_flight, exclusive)  # the actor's handler does not return
         stopped = EngineStopped(reason)
         for job in jobs:
@@ -156,6 +157,8 @@ class EngineLoop:
     def _watch(self) -> None:
         while self.failure is None and not self._stopping:
             time.sleep(WATCHDOG_INTERVAL_S)
+            if self._stopping:
+                return
             began = self._step_began
             if self.step_timeout_s and began is not None and time.monotonic() - began > self.step_timeout_s:
                 self._fail(f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s "
@@ -254,4 +257,4 @@ class EngineLoop:
             self._step_began = None
             self._fail(f"{type(exc).__name__}: {exc}"[:2000])
         if self._stopping:
-            self._fail("engine loop stopped")
+            self._fail("engine loop stopped", report=False)

@@ -79,3 +79,17 @@ DOCUMENT_TABLE_DOC = ("docintel document table",
                       "One row per (document, question) for docvqa, chartqa and classify, one per document for "
                       "fields (then followed by one typed column per property of the user's schema). "
                       "OUTPUT/documents/RUN_ID/*.parquet; only committed runs are there.")
+
+
+def write_schema_files(folder: str = "schemas") -> None:
+    """Regenerate schemas/pages.arrow.json and schemas/documents.arrow.json from rows.py."""
+    import json
+    from pathlib import Path
+
+    for name, shape, doc in (("pages", PAGE_TABLE, PAGE_TABLE_DOC), ("documents", DOCUMENT_TABLE, DOCUMENT_TABLE_DOC)):
+        Path(folder, f"{name}.arrow.json").write_text(
+            json.dumps(schema_document(shape, *doc), indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    write_schema_files()

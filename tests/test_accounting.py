@@ -1,21 +1,20 @@
 from pipeline.accounting import LOST, missing_rows
-from pipeline.sources import DocumentRef
+
+BASE = {"run_id": "r", "task": "docvqa", "model_id": "m", "prompt_version": "p1/docvqa-1"}
+
+
+def _rows(uri, doc_id, *pages):
+    return [{"source_uri": uri, "doc_id": doc_id, "page_index": p, "page_count": c, "error_kind": k}
+            for p, c, k in pages]
 
 
 def test_lost_documents_and_pages_get_rows():
-    refs = [DocumentRef("/a.pdf"), DocumentRef("/b.pdf"), DocumentRef("/c.pdf"), DocumentRef("/d.pdf"),
-            DocumentRef("/e.pdf")]
-    written = [
-        {"source_uri": "/a.pdf", "doc_id": "A", "page_index": 0, "page_count": 3, "error_kind": None},
-        {"source_uri": "/a.pdf", "doc_id": "A", "page_index": 2, "page_count": 3, "error_kind": None},
-        # b: nothing written at all
-        {"source_uri": "/c.pdf", "doc_id": "C", "page_index": None, "page_count": None, "error_kind": "corrupt_pdf"},
-        {"source_uri": "/d.pdf", "doc_id": "D", "page_index": 0, "page_count": 9, "error_kind": None},
-        {"source_uri": "/d.pdf", "doc_id": "D", "page_index": 1, "page_count": 9, "error_kind": None},
-        {"source_uri": "/d.pdf", "doc_id": "D", "page_index": None, "page_count": 9, "error_kind": "page_limit"},
-        {"source_uri": "/e.pdf", "doc_id": "E", "page_index": 0, "page_count": 1, "error_kind": None},
-    ]
-    lost = missing_rows(refs, written, "docvqa", "p1/docvqa-1", max_pages=2)
-    assert [(r["source_uri"], r["page_index"]) for r in lost] == [("/a.pdf", 1), ("/b.pdf", None)]
-    assert all(r["error_kind"] == LOST and not r["valid"] for r in lost)
-    assert lost[0]["doc_id"] == "A" and lost[1]["doc_id"].startswith("uri:")
+    assert [(r["source_uri"], r["page_index"]) for r in missing_rows("/a.pdf", _rows(
+        "/a.pdf", "A", (0, 3, None), (2, 3, None)), 2, BASE)] == [("/a.pdf", 1)]
+    (doc,) = missing_rows("/b.pdf", [], 2, BASE)  # nothing written at all
+    assert doc["page_index"] is None and doc["doc_id"].startswith("uri:") and doc["run_id"] == "r"
+    assert missing_rows("/c.pdf", _rows("/c.pdf", "C", (None, None, "corrupt_pdf")), 2, BASE) == []
+    cut = _rows("/d.pdf", "D", (0, 9, None), (1, 9, None), (None, 9, "page_limit"))
+    assert missing_rows("/d.pdf", cut, 2, BASE) == []  # pages past max_pages are the page_limit row's
+    for row in missing_rows("/a.pdf", _rows("/a.pdf", "A", (0, 3, None)), 5, BASE):
+        assert row["error_kind"] == LOST and not row["valid"] and row["doc_id"] == "A"

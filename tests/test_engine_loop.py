@@ -1,58 +1,133 @@
-"""EngineLoop's failure handling, with an engine that dies on cue (the real engine's paths are in
-test_engine_cpu.py and test_failures.py)."""
+"""EngineLoop's fault handling with an engine that fails on cue (the real engine's faults, a killed or
+stopped EngineCore process, are in test_faults_engine.py): every failure of the engine is reported
+once, with the pages in flight, and is never an answer; a stuck step is caught by the watchdog."""
 import threading
+import time
 
 import pytest
 
 from pipeline.engine_loop import EngineLoop, EngineStopped
 
 
-class EngineDeadError(RuntimeError):  # same name as vLLM's: the actor exits on it
-    pass
+class Output:
+    def __init__(self, request_id):
+        self.request_id, self.finished = request_id, True
 
 
-class DyingEngine:
-    """enqueue_chat/step/has_unfinished_requests like vllm.LLM + LLMEngine; step dies when told."""
+class FakeEngine:
+    """enqueue_chat / step / has_unfinished_requests like vllm.LLM + LLMEngine. A step finishes the
+    oldest request; `fail` makes the next step raise; `hang` makes it block."""
 
-    def __init__(self):
+    def __init__(self, steps_per_request=3):
         self.llm_engine = self
-        self.unfinished: list[str] = []
+        self.unfinished: list[list] = []
         self.counter = 0
-        self.die = threading.Event()
+        self.fail = threading.Event()
+        self.hang = threading.Event()
+        self.steps_per_request = steps_per_request
+        self.most_in_flight = 0
 
     def enqueue_chat(self, messages, params, use_tqdm=False):
         self.counter += 1
-        self.unfinished.append(str(self.counter))
+        self.unfinished.append([str(self.counter), self.steps_per_request])
+        self.most_in_flight = max(self.most_in_flight, len(self.unfinished))
         return [f"{self.counter}-abcdefgh"]
 
     def has_unfinished_requests(self):
         return bool(self.unfinished)
 
     def step(self):
-        if self.die.wait(timeout=0.01):
-            raise EngineDeadError("engine core died")
+        if self.fail.is_set():
+            raise RuntimeError("a transient CUDA error")
+        while self.hang.is_set():
+            time.sleep(0.05)
+        time.sleep(0.005)
+        head = self.unfinished[0]
+        head[1] -= 1
+        if head[1] == 0:
+            self.unfinished.pop(0)
+            return [Output(head[0])]
         return []
 
     def abort_request(self, ids, internal=False):
         pass
 
 
-def test_a_dead_engine_answers_every_waiting_request_with_its_error_and_refuses_new_ones():
-    engine = DyingEngine()
-    loop = EngineLoop(engine)
-    results = {}
-    caller = threading.Thread(target=lambda: results.setdefault("a", loop.submit([[{}], [{}]], [None, None])))
+def _failures():
+    seen = []
+    return seen, lambda reason, in_flight, exclusive: seen.append((reason, sorted(in_flight), exclusive))
+
+
+def test_an_exception_from_step_is_the_engines_failure_reported_with_the_pages_in_flight():
+    engine, (seen, on_failure) = FakeEngine(steps_per_request=10**6), _failures()
+    loop = EngineLoop(engine, on_failure=on_failure)
+    result = {}
+    caller = threading.Thread(target=lambda: result.setdefault("a", _raises(loop, [[{}], [{}]], ["p#0", "p#1"])))
     caller.start()
     while engine.counter < 2:
-        threading.Event().wait(0.01)
-    engine.die.set()
+        time.sleep(0.01)
+    engine.fail.set()
     caller.join(timeout=10)
-    assert [type(r).__name__ for r in results["a"]] == ["EngineDeadError", "EngineDeadError"]
-    with pytest.raises(EngineStopped, match="engine core died"):
+    assert isinstance(result["a"], EngineStopped) and "transient CUDA error" in str(result["a"])  # not an answer
+    assert seen == [("RuntimeError: a transient CUDA error", ["p#0", "p#1"], [])]
+    with pytest.raises(EngineStopped):
         loop.submit([[{}]], [None])
 
 
+def _raises(loop, messages, keys):
+    try:
+        return loop.submit(messages, [None] * len(messages), keys)
+    except EngineStopped as exc:
+        return exc
+
+
+def test_a_step_that_does_not_return_is_caught_by_the_watchdog():
+    engine, (seen, on_failure) = FakeEngine(), _failures()
+    engine.hang.set()
+    loop = EngineLoop(engine, step_timeout_s=0.5, on_failure=on_failure)
+    began = time.monotonic()
+    assert isinstance(_raises(loop, [[{}]], ["p#0"]), EngineStopped)
+    assert time.monotonic() - began < 3 and "step_timeout_s=0.5" in seen[0][0] and seen[0][1] == ["p#0"]
+    engine.hang.clear()
+
+
+def test_a_dead_engine_core_is_caught_by_the_watchdog():
+    engine, (seen, on_failure) = FakeEngine(steps_per_request=10**6), _failures()
+    gone = threading.Event()
+    loop = EngineLoop(engine, core_alive=lambda: "the engine core process 42 died" if gone.is_set() else None,
+                      on_failure=on_failure)
+    threading.Timer(0.3, gone.set).start()
+    assert isinstance(_raises(loop, [[{}]], ["p#0"]), EngineStopped)
+    assert seen[0][0] == "the engine core process 42 died"
+
+
+def test_an_exclusive_job_runs_alone_and_the_others_wait_for_it():
+    engine = FakeEngine(steps_per_request=5)
+    loop = EngineLoop(engine)
+    threads = [threading.Thread(target=loop.submit, args=([[{}]] * 4, [None] * 4, [f"a#{i}" for i in range(4)]))]
+    threads[0].start()
+    while engine.counter < 4:
+        time.sleep(0.005)
+    during = []
+
+    def alone():
+        results, _ = loop.submit([[{}]], [None], ["suspect#0"], exclusive=True)
+        during.append(results)
+    threads.append(threading.Thread(target=alone))
+    threads[1].start()
+    time.sleep(0.02)
+    threads.append(threading.Thread(target=loop.submit, args=([[{}]] * 3, [None] * 3, [f"b#{i}" for i in range(3)])))
+    threads[2].start()
+    order = []
+    while any(t.is_alive() for t in threads):
+        order.append(len(engine.unfinished))
+        time.sleep(0.001)
+    assert during and engine.counter == 8
+    # the suspect (request 5) entered an empty engine and nothing joined it until it was done
+    assert engine.most_in_flight == 4
+
+
 def test_an_empty_submission_returns_at_once():
-    loop = EngineLoop(DyingEngine())
-    assert loop.submit([], []) == []
+    loop = EngineLoop(FakeEngine())
+    assert loop.submit([], []) == ([], [])
     loop.stop()

@@ -1,42 +1,49 @@
+"""The output tables: schemas in schemas/ equal the code; readers see committed runs only; the latest
+run is the newest commit, not the greatest name."""
 import datetime as dt
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from pipeline import output
+from pipeline import layout, output
+from pipeline.rows import DOCUMENT_TABLE, PAGE_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 
-def test_schema_file_in_repo_matches_the_code():
-    stored = json.loads((REPO / "schemas" / "output.arrow.json").read_text())
-    assert stored == output.schema_document(), "regenerate schemas/output.arrow.json from pipeline.output"
+@pytest.mark.parametrize("name, shape, doc", [("pages.arrow.json", PAGE_TABLE, output.PAGE_TABLE_DOC),
+                                              ("documents.arrow.json", DOCUMENT_TABLE, output.DOCUMENT_TABLE_DOC)])
+def test_schema_files_in_repo_match_the_code(name, shape, doc):
+    stored = json.loads((REPO / "schemas" / name).read_text())
+    assert stored == output.schema_document(shape, *doc), f"regenerate schemas/{name}: python -m pipeline.output"
 
 
-def _write_run(root: Path, run_id: str, rows: int, commit: bool) -> None:
-    now = dt.datetime.now(dt.timezone.utc)
-    table = output.to_table([output.finalize_row(
-        {"doc_id": f"d{i}", "source_uri": "u", "task": "docvqa", "prompt_version": "p", "valid": True},
-        "m", now) for i in range(rows)])
-    target = Path(output.run_dir(str(root), run_id))
-    target.mkdir(parents=True)
-    pq.write_table(table, target / "part-0.parquet")
-    if commit:
-        output.write_marker(str(target), "_SUCCESS", {"rows": rows})
+def _write_run(root: Path, run_id: str, rows: int, commit_at: str | None) -> None:
+    paths = layout.RunPaths(str(root), run_id)
+    table = PAGE_TABLE.table([PAGE_TABLE.row(run_id=run_id, doc_id=f"d{i}", source_uri="u", task="docvqa",
+                                             prompt_version="p", model_id="m", valid=True, attempts=1,
+                                             created_at=NOW) for i in range(rows)])
+    layout.write_table(f"{paths.staging('pages')}/part-0.parquet", table)
+    if commit_at:
+        layout.move_files(paths.staging("pages"), paths.pages)
+        layout.write_json(paths.success, {"rows": rows, "committed_at": commit_at})
 
 
-def test_only_committed_runs_are_read(tmp_path):
-    _write_run(tmp_path, "r1", 2, commit=True)
-    _write_run(tmp_path, "r2", 3, commit=False)  # a run that died before its _SUCCESS
-    assert output.committed_runs(str(tmp_path)) == ["r1"]
-    table = output.read_results(str(tmp_path))
-    assert table.num_rows == 2 and set(table.column("run_id").to_pylist()) == {"r1"}
+def test_only_committed_runs_are_read_and_the_latest_is_by_commit_time(tmp_path):
+    _write_run(tmp_path, "nightly-10", 2, "2026-11-30T01:00:00+00:00")
+    _write_run(tmp_path, "nightly-9", 4, "2026-11-29T01:00:00+00:00")  # sorts after -10 by name, committed first
+    _write_run(tmp_path, "nightly-11", 3, None)  # a run that died before its commit
+    assert output.committed_runs(str(tmp_path)) == ["nightly-9", "nightly-10"]
+    assert output.read_pages(str(tmp_path)).column("run_id").to_pylist() == ["nightly-10"] * 2
     with pytest.raises(FileNotFoundError, match="unfinished"):
-        output.read_results(str(tmp_path), "r2")
+        output.read_pages(str(tmp_path), "nightly-11")
+    assert not (tmp_path / "pages" / "nightly-11").exists()  # staged, outside the table
 
 
 def test_rows_that_do_not_fit_the_schema_are_refused():
     with pytest.raises(Exception):
-        output.to_table([{"doc_id": "d", "page_index": "not a number"}])
+        PAGE_TABLE.table([{"doc_id": "d", "page_index": "not a number"}])
+    with pytest.raises(KeyError, match="no column"):
+        PAGE_TABLE.row(doc_answer_json="gone")

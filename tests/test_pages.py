@@ -13,7 +13,7 @@ from pipeline.sources import content_id
 
 
 def _doc(data: bytes, uri: str = "mem://x") -> dict:
-    return {"doc_id": content_id(data), "source_uri": uri, "questions": json.dumps([]), "data": data,
+    return {"doc_id": content_id(data), "source_uri": uri, "questions": [], "data": data,
             "error_kind": None, "error": None}
 
 
@@ -51,6 +51,40 @@ def test_large_image_is_scaled_to_max_side():
     big = png_bytes(Image.new("RGB", (4000, 1000), "white"))
     (row,) = split_document(_doc(big), RenderSpec(max_side=1540))
     assert (row["width"], row["height"]) == (1540, 385)
+
+
+def test_a_pdf_with_junk_before_its_header_is_read_as_the_readers_read_it(tmp_path):
+    data = make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()
+    junk = b"From: scanner@example.com\r\nSubject: scan\r\n\r\n" + b"x" * 2000 + b"\n"  # header past 1 KiB
+    assert sniff_format(junk + data) == "pdf"
+    (row,) = split_document(_doc(junk + data), RenderSpec())
+    assert row["error_kind"] is None and row["doc_format"] == "pdf" and "Total: 1,234.50" in row["text"]
+    assert sniff_format(junk + b"%PDF-1.7 but nothing of a PDF follows") is None  # MuPDF finds no page
+
+
+def test_rows_have_the_page_shape_and_words_with_boxes(tmp_path):
+    from pipeline.rows import PAGE
+
+    (row,) = split_document(_doc(make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()), RenderSpec())
+    assert set(row) == set(PAGE.names)
+    PAGE.table([row])  # the declared Arrow types hold
+    words = row["words"]
+    i = words["text"].index("1,234.50")
+    assert 0 < words["x0"][i] < words["x1"][i] <= 1 and 0 < words["y0"][i] < words["y1"][i] <= 1
+    (png,) = split_document(_doc(make_png(tmp_path / "a.png").read_bytes()), RenderSpec())
+    assert png["words"] is None  # no text layer
+
+
+def test_pages_already_written_are_not_rendered_again(tmp_path):
+    from pipeline.render_guard import split_guarded
+
+    doc = dict(_doc(make_pdf(tmp_path / "many.pdf", pages=6, chart=False).read_bytes()), done_pages=[0, 2, 3],
+               doc_row_done=True)
+    for split in (split_document, split_guarded):
+        rows = split(doc, RenderSpec(max_pages=5))
+        assert [r["page_index"] for r in rows] == [1, 4], split  # and no second page_limit row
+    rows = split_document(dict(doc, doc_row_done=False), RenderSpec(max_pages=5))
+    assert [(r["page_index"], r["error_kind"]) for r in rows] == [(1, None), (4, None), (None, "page_limit")]
 
 
 def test_format_comes_from_bytes_not_name(tmp_path):
@@ -153,7 +187,7 @@ def test_guarded_split_matches_the_plain_one(tmp_path):
     for path in (make_pdf(tmp_path / "a.pdf", pages=3), make_tiff(tmp_path / "t.tiff", frames=2)):
         doc = _doc(path.read_bytes())
         plain, guarded = split_document(doc, RenderSpec()), split_guarded(doc, RenderSpec())
-        strip = lambda rows: [{k: v for k, v in r.items() if k != "render_seconds"} for r in rows]  # noqa: E731
+        strip = lambda rows: [{k: v for k, v in r.items() if k != "render_s"} for r in rows]  # noqa: E731
         assert strip(plain) == strip(guarded)
     (row,) = split_guarded(_doc(b""), RenderSpec())
     assert row["error_kind"] == "empty_file"

@@ -3,19 +3,35 @@ import json
 import pytest
 
 from docgen import make_png
+import datetime as dt
+import math
+
 from pipeline import prompts
-from pipeline.answers import parse_answer, validate_answer
+from pipeline.answers import answer_rows, validate_answer
 from pipeline.config import TaskSpec
-from pipeline.engine import expand_requests
+from pipeline.prompts import request_row
+from pipeline.rows import ENGINE_OUTPUT, PAGE, PAGE_TABLE, REQUEST
 from pipeline.tasks import available, get_task
+
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 DOCVQA = get_task("docvqa")
 
 
 def _page(image: bytes, questions=(), width=600, height=800) -> dict:
-    return {"doc_id": "d", "source_uri": "u", "page_index": 0, "page_count": 1, "width": width, "height": height,
-            "image": image, "questions": json.dumps(list(questions)), "doc_format": "png", "render_seconds": 0.1,
-            "error_kind": None, "error": None}
+    return PAGE.row(doc_id="d", source_uri="u", page_index=0, page_count=1, width=width, height=height,
+                    image=image, questions=list(questions), doc_format="png", render_s=0.1)
+
+
+def _engine_row(request: dict, raws: list[str | None], finish="stop") -> dict:
+    """What the engine actor makes of a request row: one output per prompt."""
+    outputs = [{"raw_output": raw, "finish_reason": finish, "attempts": 1, "prompt_tokens": 100,
+                "output_tokens": 10, "error_kind": None} for raw in raws]
+    return ENGINE_OUTPUT.row(request, outputs=outputs)
+
+
+def _answers(request: dict, raws: list[str | None], task=None, finish="stop") -> list[dict]:
+    return answer_rows(_engine_row(request, raws, finish), task or DOCVQA, "r1", "model", NOW)
 
 
 def test_messages_put_the_image_first_and_keep_page_text_out_of_the_system_turn():
@@ -40,40 +56,49 @@ def test_system_prompt_from_model_folder_with_placeholders(tmp_path):
     assert prompts.load_system_prompt(None, "org/hub-model") is None
 
 
-def test_expand_one_request_per_question_page_questions_win(tmp_path):
+def test_one_prompt_per_question_and_page_questions_win(tmp_path):
     image = make_png(tmp_path / "p.png").read_bytes()
     spec = TaskSpec(questions=["job default?"], question_mode="each")
-    reqs = expand_requests(_page(image, ["q1", "q2"]), get_task("docvqa", spec), spec, None, 16384)
-    assert [r.rows[0]["question"] for r in reqs] == ["q1", "q2"]
-    assert all(r.messages[-1]["content"][1]["text"].endswith(r.rows[0]["question"]) for r in reqs)
-    assert all(r.schema == DOCVQA.schema for r in reqs)
-    reqs = expand_requests(_page(image), DOCVQA, spec, None, 16384)
-    assert [r.rows[0]["question"] for r in reqs] == ["job default?"]
+    req = request_row(_page(image, ["q1", "q2"]), get_task("docvqa", spec), spec, None, 16384)
+    assert [p["questions"] for p in req["prompts"]] == [["q1"], ["q2"]]
+    assert all(p["instruction"].endswith(p["questions"][0]) for p in req["prompts"])
+    assert all(json.loads(p["schema_json"]) == DOCVQA.schema for p in req["prompts"])
+    assert req["image_url"].startswith("data:image/png;base64,") and set(req) == set(REQUEST.names)
+    req = request_row(_page(image), DOCVQA, spec, None, 16384)
+    assert [p["questions"] for p in req["prompts"]] == [["job default?"]]
+    REQUEST.table([req])
 
 
 def test_together_mode_one_request_with_an_array_answer(tmp_path):
     image = make_png(tmp_path / "p.png").read_bytes()
-    spec = TaskSpec(question_mode="together")
+    spec = TaskSpec(question_mode="together", max_tokens=50, retry_max_tokens=100)
     task = get_task("docvqa", spec)
-    (req,) = expand_requests(_page(image, ["q1", "q2", "q3"]), task, spec, None, 16384)
-    assert [(r["question"], r["answer_index"], r["request_questions"]) for r in req.rows] == [
-        ("q1", 0, 3), ("q2", 1, 3), ("q3", 2, 3)]
-    assert req.schema["properties"]["answers"]["minItems"] == 3
-    assert "1. q1\n2. q2\n3. q3" in req.messages[-1]["content"][1]["text"]
+    req = request_row(_page(image, ["q1", "q2", "q3"]), task, spec, None, 16384)
+    (prompt,) = req["prompts"]
+    assert prompt["questions"] == ["q1", "q2", "q3"] and (prompt["max_tokens"], prompt["retry_max_tokens"]) == (150, 300)
+    assert json.loads(prompt["schema_json"])["properties"]["answers"]["minItems"] == 3
+    assert "1. q1\n2. q2\n3. q3" in prompt["instruction"]
     raw = '{"answers":[{"answer":"a"},{"answer":"b"},{"answer":"c"}]}'
-    parsed = [parse_answer(dict(r, raw_output=raw, finish_reason="stop"), task) for r in req.rows]
-    assert [p["answer_text"] for p in parsed] == ["a", "b", "c"] and all(p["raw_output"] == raw for p in parsed)
-    short = parse_answer(dict(req.rows[2], raw_output='{"answers":[{"answer":"a"}]}', finish_reason="stop"), task)
-    assert not short["valid"] and short["error_kind"] == "invalid_output"
+    rows = _answers(req, [raw], task)
+    assert [(r["question"], r["answer_text"], r["request_questions"]) for r in rows] == [
+        ("q1", "a", 3), ("q2", "b", 3), ("q3", "c", 3)]
+    assert all(r["raw_output"] == raw and r["valid"] for r in rows)
+    PAGE_TABLE.table(rows)
+    short = _answers(req, ['{"answers":[{"answer":"a"}]}'], task)
+    assert [r["error_kind"] for r in short] == ["invalid_output"] * 3
 
 
-def test_expand_refuses_prompts_over_the_context_and_passes_failed_pages(tmp_path):
+def test_prompts_over_the_context_are_refused_and_failed_pages_pass(tmp_path):
     image = make_png(tmp_path / "p.png").read_bytes()
-    (req,) = expand_requests(_page(image, ["q"], 1540, 1540), DOCVQA, TaskSpec(), None, 2048)
-    assert req.messages is None and req.rows[0]["error_kind"] == "context_exceeded"
+    req = request_row(_page(image, ["q"], 1540, 1540), DOCVQA, TaskSpec(), None, 2048)
+    assert req["prompts"] == [] and req["error_kind"] == "context_exceeded"
+    (row,) = _answers(req, [])
+    assert row["error_kind"] == "context_exceeded" and row["attempts"] == 0 and not row["valid"]
     failed = dict(_page(None), error_kind="corrupt_pdf", error="bad")
-    (req,) = expand_requests(failed, DOCVQA, TaskSpec(), None, 16384)
-    assert req.messages is None and req.rows[0]["error_kind"] == "corrupt_pdf" and req.rows[0]["task"] == "docvqa"
+    req = request_row(failed, DOCVQA, TaskSpec(), None, 16384)
+    assert req["prompts"] == [] and req["error_kind"] == "corrupt_pdf" and req["task"] == "docvqa"
+    (row,) = _answers(req, [])
+    assert row["error_kind"] == "corrupt_pdf" and row["question"] is None and row["run_id"] == "r1"
 
 
 @pytest.mark.parametrize("raw, ok", [
@@ -90,12 +115,47 @@ def test_validate_answer(raw, ok):
     assert (validate_answer(raw, DOCVQA.schema)[1] is None) == ok
 
 
-def test_parse_answer_typed_columns_and_truncation():
-    row = {"raw_output": '{"answer":"1,234.50"}', "finish_reason": "stop", "error_kind": None}
-    out = parse_answer(row, DOCVQA)
-    assert out["valid"] and out["answer_text"] == "1,234.50" and json.loads(out["answer_json"]) == {"answer": "1,234.50"}
-    cut = parse_answer({"raw_output": '{"answer":"12', "finish_reason": "length", "error_kind": None}, DOCVQA)
+def test_numbers_that_do_not_fit_a_double_make_the_answer_invalid_and_keep_the_text():
+    schema = get_task("chartqa").schema
+    for number in ("-34E772", "1e309", "1" + "0" * 400, "NaN", "Infinity"):
+        raw = f'{{"answer":"x","value":{number},"unit":null}}'
+        value, error = validate_answer(raw, schema)
+        assert value is None and "not a valid answer" in error, number
+    req = request_row(_page(b"\x89PNG"), get_task("chartqa"), TaskSpec(name="chartqa", questions=["q"]), None, 16384)
+    (row,) = _answers(req, ['{"answer":"x","value":-34E772,"unit":null}'], get_task("chartqa"))
+    assert not row["valid"] and row["answer_json"] is None and row["answer_number"] is None
+    assert row["error_kind"] == "invalid_output" and "-34E772" in row["raw_output"]
+
+
+def test_typed_columns_truncation_and_confidence_of_the_value(tmp_path):
+    req = request_row(_page(b"\x89PNG", ["What is the total?"]), DOCVQA, TaskSpec(), None, 16384)
+    engine_row = _engine_row(req, ['{"answer":"1,234.50"}'])
+    engine_row["outputs"][0].update(token_texts=['{"', 'answer', '":"', '1', ',', '234', '.', '50', '"}'],
+                                    token_logprobs=[0.0, 0.0, 0.0, -0.1, -0.2, -0.3, 0.0, -0.4, -0.5])
+    (row,) = answer_rows(engine_row, DOCVQA, "r1", "m", NOW)
+    assert row["valid"] and row["answer_text"] == "1,234.50" and json.loads(row["answer_json"]) == {"answer": "1,234.50"}
+    assert row["confidence"] == pytest.approx(math.exp(-0.1 - 0.2 - 0.3 - 0.4))  # the value's tokens only, not `"}`
+    assert row["grounded"] is None and row["answer_boxes"] is None  # a PNG: no text layer
+    (cut,) = _answers(req, ['{"answer":"12'], finish="length")
     assert not cut["valid"] and cut["error_kind"] == "output_truncated" and cut["raw_output"] == '{"answer":"12'
+
+
+def test_answers_are_grounded_in_the_pages_words(tmp_path):
+    from docgen import make_pdf
+    from pipeline.config import RenderSpec
+    from pipeline.pages import split_document
+
+    data = make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()
+    (page,) = split_document({"doc_id": "d", "source_uri": "a.pdf", "questions": ["What is the total?"], "data": data},
+                             RenderSpec(max_side=512))
+    req = request_row(page, DOCVQA, TaskSpec(), None, 16384)
+    (found,) = _answers(req, ['{"answer":"1,234.50","evidence":"Total: 1,234.50"}'])
+    assert found["grounded"] is True and len(found["answer_boxes"]) == 1
+    box = found["answer_boxes"][0]
+    assert 0 < box["x0"] < box["x1"] < 1 and 0.3 < box["y0"] < box["y1"] < 0.6  # the total line, mid-page
+    assert {d["path"]: d["grounded"] for d in found["value_details"]} == {"answer": True, "evidence": True}
+    (missing,) = _answers(req, ['{"answer":"9,999.00"}'])
+    assert missing["grounded"] is False and missing["answer_boxes"] == []
 
 
 def test_task_registry():

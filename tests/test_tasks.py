@@ -3,9 +3,13 @@ import json
 import jsonschema
 import pytest
 
-from pipeline.answers import parse_answer, rollup_document
+import datetime as dt
+
+from pipeline.answers import validate_answer
 from pipeline.config import TaskSpec
-from pipeline.tasks import available, get_task, majority_rollup
+from pipeline.rollup import document_rows, vote
+from pipeline.rows import DOCUMENT_TABLE
+from pipeline.tasks import available, get_task
 from pipeline.tasks._jsonschema import check_user_schema, schema_problems
 
 
@@ -21,17 +25,17 @@ def test_every_task_has_a_valid_schema_and_instruction():
 
 def test_chartqa_typed_number_and_unit():
     task = get_task("chartqa")
-    row = parse_answer({"raw_output": '{"answer":"77%","value":77,"unit":"%"}', "error_kind": None}, task)
-    assert (row["answer_text"], row["answer_number"], row["answer_unit"]) == ("77%", 77.0, "%")
-    row = parse_answer({"raw_output": '{"answer":"North","value":null,"unit":null}', "error_kind": None}, task)
-    assert row["valid"] and row["answer_number"] is None
+    value, _ = validate_answer('{"answer":"77%","value":77,"unit":"%"}', task.schema)
+    assert task.typed(value) == {"answer_text": "77%", "answer_number": 77.0, "answer_unit": "%"}
+    value, error = validate_answer('{"answer":"North","value":null,"unit":null}', task.schema)
+    assert error is None and task.typed(value)["answer_number"] is None
 
 
 def test_classify_takes_no_question_and_enforces_the_enum():
     task = get_task("classify")
     assert task.questions_for([], ["ignored"]) == [None]
-    assert parse_answer({"raw_output": '{"doc_type":"invoice","language":"en"}', "error_kind": None}, task)["valid"]
-    assert not parse_answer({"raw_output": '{"doc_type":"poem","language":"en"}', "error_kind": None}, task)["valid"]
+    assert validate_answer('{"doc_type":"invoice","language":"en"}', task.schema)[1] is None
+    assert validate_answer('{"doc_type":"poem","language":"en"}', task.schema)[1] is not None
 
 
 def test_fields_user_schema_shipped_inline_and_refused(tmp_path):
@@ -52,25 +56,49 @@ def test_fields_user_schema_shipped_inline_and_refused(tmp_path):
         check_user_schema({"type": "object", "properties": {"a": {"$ref": "https://x/y.json"}}}, "x")
 
 
-def test_majority_rollup_rule():
-    a, b = {"answer": "1,234.50"}, {"answer": "1234"}
-    assert majority_rollup([(2, a), (0, b), (1, a)]) == a  # most pages
-    assert majority_rollup([(3, a), (1, b)]) == b  # tie: earliest page
-    assert majority_rollup([(0, {"answer": "unanswerable"}), (1, a)]) == a  # non-answers do not vote
-    assert majority_rollup([]) is None
+def test_one_vote_rule_for_answers_and_fields():
+    a, b = "1,234.50", "1234"
+    assert vote([(2, a, "A2"), (0, b, "B0"), (1, "1,234.50 ", "A1")]) == ("A1", 1, 2)  # most pages, earliest of them
+    assert vote([(3, a, "A"), (1, b, "B")]) == ("B", 1, 1)  # tie: earliest page
+    assert vote([(0, None, "x"), (1, "", "y")]) is None  # abstentions do not vote
+    assert vote([]) is None
 
 
-def test_fields_rollup_merges_per_field():
-    task = get_task("fields", TaskSpec(name="fields", fields_schema="receipt"))
-    merged = task.rollup([(0, {"total": 12.5, "merchant": None}), (1, {"total": 12.5, "merchant": "Cafe"}),
-                          (2, {"total": 99, "merchant": None})])
-    assert merged == {"total": 12.5, "merchant": "Cafe"}
+NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+BASE = {"run_id": "r", "model_id": "m", "prompt_version": "p", "created_at": NOW}
 
 
-def test_rollup_document_sets_the_column_per_question():
+def _row(page, answer, question="q", task="docvqa", **kw):
+    return dict({"doc_id": "d", "source_uri": "u", "page_index": page, "page_count": 4, "question": question,
+                 "answer_json": json.dumps(answer) if answer is not None else None, "valid": answer is not None,
+                 "error_kind": None if answer is not None else "render_timeout", "error": None, "task": task,
+                 "answer_text": (answer or {}).get("answer") if isinstance(answer, dict) else None,
+                 "answer_number": None, "answer_unit": None, "confidence": 0.5 + page / 10,
+                 "answer_boxes": [{"x0": 0.1, "y0": 0.1 * page, "x1": 0.2, "y1": 0.1 * page + 0.05}],
+                 "grounded": True, "value_details": [], "model_id": "m", "prompt_version": "p"}, **kw)
+
+
+def test_document_answer_is_the_earliest_page_of_the_majority_with_its_confidence_and_place():
     task = get_task("docvqa")
-    rows = [{"question": "q", "page_index": i, "valid": True, "answer_json": json.dumps({"answer": v})}
-            for i, v in enumerate(["x", "y", "y"])]
-    rows.append({"question": "q", "page_index": None, "valid": False, "answer_json": None})
-    out = rollup_document(rows, task)
-    assert {r["doc_answer_json"] for r in out} == {json.dumps({"answer": "y"})}
+    rows = [_row(0, {"answer": "x"}), _row(1, {"answer": "Y"}), _row(2, {"answer": "y "}),
+            _row(3, {"answer": "unanswerable"})]
+    (doc,) = document_rows(task, rows, BASE)
+    assert (doc["answer_text"], doc["page_index"], doc["pages_agreeing"], doc["pages_answered"]) == ("Y", 1, 2, 3)
+    assert doc["confidence"] == 0.6 and doc["answer_boxes"][0]["y0"] == 0.1 and doc["status"] == "ok"
+    DOCUMENT_TABLE.table([doc])
+    failed_page = _row(2, None, question=None)
+    (doc,) = document_rows(task, rows[:2] + [failed_page], BASE)
+    assert doc["status"] == "partial" and doc["error_kinds"] == ["render_timeout"]
+
+
+def test_fields_roll_up_field_by_field_into_typed_columns():
+    task = get_task("fields", TaskSpec(name="fields", fields_schema="receipt"))
+    answers = [{"total": 12.5, "merchant": None}, {"total": 12.5, "merchant": "Cafe"}, {"total": "99,00 EUR"}]
+    rows = [_row(i, a, question=None, task="fields",
+                 value_details=[{"path": k, "confidence": 0.9 - i / 10, "boxes": None, "grounded": None} for k in a])
+            for i, a in enumerate(answers)]
+    (doc,) = document_rows(task, rows, BASE, task.convert)
+    assert json.loads(doc["answer_json"])["merchant"] == "Cafe" and doc["total"] == 12.5
+    details = {d["field"]: d for d in doc["field_details"]}
+    assert (details["total"]["page_index"], details["total"]["pages_agreeing"]) == (0, 2)
+    assert details["merchant"]["page_index"] == 1 and doc["confidence"] == pytest.approx(0.8)
