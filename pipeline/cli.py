@@ -46,7 +46,9 @@ FLAGS = (
                                                    help="skip documents a committed run in --output already "
                                                         "answered the same way (same content, task, questions, "
                                                         "model, prompts, rendering)")),
-    Flag("verbose", None, dict(action="store_true", help="show vLLM's and Ray's logs in the terminal")),
+    Flag("verbose", "ray.verbose", dict(action="store_true", default=None,
+                                        help="show vLLM's and Ray's logs in the terminal (default: in the log "
+                                             "folder the summary names)")),
     Flag("set", None, dict(action="append", default=[], metavar="KEY=VALUE",
                            help="override any spec field by dotted path, e.g. engine.max_model_len=8192")),
 )
@@ -240,8 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
+    # Quiet by default: docintel's own warnings, its progress line and the summary; --verbose for all.
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
 
 

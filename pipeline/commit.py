@@ -24,7 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import accounting, layout, manifest, rollup, writer
+from pipeline import accounting, faults, layout, manifest, rollup, writer
 from pipeline.identity import document_key
 from pipeline.resume import drop_derived, written_files
 from pipeline.rows import DOCUMENT_TABLE, MANIFEST, PAGE_TABLE, Column, Shape
@@ -131,6 +131,7 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
                                   fn_kwargs={"kind": "manifest", "shape": MANIFEST, "prefix": _M}), paths.manifest)
     counts = _count(result)
 
+    faults.pause("commit_move")
     layout.move_files(paths.staging("pages"), paths.pages)  # 4.
     layout.move_files(paths.staging("lost"), paths.pages)
     layout.move_files(paths.staging("documents"), paths.documents)

@@ -62,7 +62,8 @@ class EngineSpec(_Strict):
     concurrency: int = Field(1, ge=1, description="Engine replicas (Ray actors), each tensor_parallel_size GPUs.")
     max_model_len: int = Field(16384, ge=1024)
     max_num_batched_tokens: int = Field(4096, ge=512)
-    max_num_seqs: int = Field(64, ge=1)
+    # 256 measured best on one H200 (bench/RESULTS.md, 2026-11-29): 9.2-9.6 pages/s raw vs 6.7 at 64.
+    max_num_seqs: int = Field(256, ge=1, description="Sequences the engine decodes together.")
     gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
     dtype: str = "bfloat16"
     quantization: str | None = None
@@ -76,10 +77,11 @@ class EngineSpec(_Strict):
         None,
         description="Text or @path. Default: the model's SYSTEM_PROMPT.txt when the model folder ships one.",
     )
-    batch_size: int = Field(32, ge=1, description="Pages Ray hands an engine actor at a time.")
-    max_concurrent_batches: int = Field(
-        4, ge=1, description="Batches one engine actor works on at once: the next batch prefills while the "
-                             "last one's tail decodes (pipeline/engine_loop.py).")
+    batch_size: int | None = Field(
+        None, ge=1, description="Pages Ray hands an engine actor at a time (default: derived, see actor_queue).")
+    max_concurrent_batches: int | None = Field(
+        None, ge=1, description="Batches one engine actor works on at once: the next batch prefills while the "
+                                "last one's tail decodes (pipeline/engine_loop.py). Default: derived.")
     request_timeout_s: float | None = Field(
         600.0, gt=0, description="A request with no answer this long after it entered the engine is "
                                  "aborted; its rows get error_kind engine_error (None: no limit).")
@@ -90,6 +92,21 @@ class EngineSpec(_Strict):
                            "confidence comes from them.")
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache of the CPU backend (demo/tests).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm.LLM as is (last word).")
+
+    def seqs(self, device: str) -> int:
+        """max_num_seqs as the engine gets it: the CPU backend (tests, demo) keeps a small batch."""
+        return min(self.max_num_seqs, 16) if device == "cpu" else self.max_num_seqs
+
+    def actor_queue(self, requests_per_page: int, device: str = "cuda") -> tuple[int, int]:
+        """(pages per batch, batches in flight) of one engine actor. Unless set, derived so that an
+        actor holds at least twice max_num_seqs requests across its batches: the engine always has
+        the next sequences waiting when some finish (measured: bench/RESULTS.md, issue "Keep the
+        H200 busy"), and nobody has to tune these two by hand."""
+        batches = self.max_concurrent_batches or 8
+        if self.batch_size:
+            return self.batch_size, batches
+        need = 2 * self.seqs(device)
+        return max(1, -(-need // (batches * max(1, requests_per_page)))), batches
 
 
 class RenderSpec(_Strict):
@@ -142,7 +159,10 @@ class StorageSpec(_Strict):
 
 class RaySpec(_Strict):
     address: str | None = Field(None, description="Ray address; default: the running cluster or a new local one.")
-    progress_bars: bool = True
+    progress_bars: bool = Field(False, description="Ray Data's own progress bars (one line per stage) "
+                                "besides docintel's progress line.")
+    verbose: bool = Field(False, description="vLLM's and Ray's logs in the terminal; otherwise they go to the "
+                          "Ray session's log folder, which the summary names.")
     engine_start_attempts: int = Field(
         3, ge=1, description="Engine starts that may fail in a row (before it is ever ready) before the job "
                              "stops, not committed (exit code 4).")

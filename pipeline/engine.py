@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any
 
-from pipeline import answers, faults, prompts
+from pipeline import answers, faults, pixtral_patch, prompts
 from pipeline.config import EngineSpec
 from pipeline.demo_model import demo_info
 from pipeline.engine_health import GUILTY, LocalHealth, RemoteHealth
@@ -43,7 +43,7 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
         dtype=spec.dtype,
         max_model_len=spec.max_model_len,
         max_num_batched_tokens=spec.max_num_batched_tokens,
-        max_num_seqs=spec.max_num_seqs,
+        max_num_seqs=spec.seqs(device),
         gpu_memory_utilization=spec.gpu_memory_utilization,
         tensor_parallel_size=spec.tensor_parallel_size,
         limit_mm_per_prompt={"image": 1},
@@ -138,6 +138,9 @@ class EngineActor:
         try:
             from vllm import LLM
 
+            if device == "cuda":  # vLLM 0.26-0.28 without xformers: a dense mask over all images of a batch
+                pixtral_patch.apply()
+                print(f"docintel {pixtral_patch.reason()}", flush=True)
             self.llm = LLM(**engine_args(self.spec, device))
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
@@ -149,7 +152,7 @@ class EngineActor:
             _kill(_engine_core_pids())
             raise
         self.ready = True
-        self.health.call("engine_ready", self.actor_id, self.core_pids)
+        self.health.call("engine_ready", self.actor_id, self.core_pids, os.getpid(), time.monotonic() - started)
         # print, not log: Ray forwards actor stdout to the driver; bench/ reads this line.
         print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, engine core "
               f"{self.core_pids}, at {time.time():.3f})", flush=True)

@@ -35,39 +35,48 @@ def actor_name(run_id: str) -> str:
 class HealthLedger:
     start_attempts: int = 3
     max_restarts_without_progress: int = 5
+    replicas: int = 1  # engine actors the job runs: their first starts are not restarts
     suspects: set[str] = field(default_factory=set)
     guilty: dict[str, str] = field(default_factory=dict)  # page key -> why
     starts_failed_in_a_row: int = 0
     ever_ready: bool = False
     restarts_since_progress: int = 0
     incarnations: dict[str, int] = field(default_factory=dict)  # actor id -> starts
+    starts: int = 0
     core_pids: dict[str, list[int]] = field(default_factory=dict)  # actor id -> its engine's pids
     pages_done: int = 0
     last_failure: str | None = None
     stop_reason: str | None = None
+    events: list[str] = field(default_factory=list)  # for the driver's terminal, in order
 
     # ---- engine lifecycle -------------------------------------------------------------------
 
     def engine_starting(self, actor_id: str) -> list[int]:
         """An engine actor (re)starts. Returns the engine-core pids its previous incarnation left,
         for the new one to make sure they are gone."""
-        seen = self.incarnations.get(actor_id, 0)
-        self.incarnations[actor_id] = seen + 1
-        if seen:
+        # Counted per start, not per actor id: Ray restarts an actor under its id, but Ray Data
+        # replaces one that died while starting with a new actor.
+        self.incarnations[actor_id] = self.incarnations.get(actor_id, 0) + 1
+        self.starts += 1
+        if self.starts > self.replicas:
             self.restarts_since_progress += 1
             if self.restarts_since_progress > self.max_restarts_without_progress:
                 self._stop(f"the engine restarted {self.restarts_since_progress} times without answering a "
                            f"page (ray.max_restarts_without_progress={self.max_restarts_without_progress})")
         return self.core_pids.pop(actor_id, [])
 
-    def engine_ready(self, actor_id: str, core_pids: list[int]) -> None:
+    def engine_ready(self, actor_id: str, core_pids: list[int], pid: int | None = None,
+                     seconds: float | None = None) -> None:
         self.ever_ready = True
         self.starts_failed_in_a_row = 0
         self.core_pids[actor_id] = list(core_pids)
+        self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core {list(core_pids)})")
 
     def engine_start_failed(self, actor_id: str, error: str) -> None:
         self.starts_failed_in_a_row += 1
         self.last_failure = error
+        self.events.append(f"engine could not start (attempt {self.starts_failed_in_a_row} of "
+                           f"{self.start_attempts}): {error[:300]}")
         if self.starts_failed_in_a_row >= self.start_attempts:
             what = "could not start" if not self.ever_ready else "could not start again"
             self._stop(f"the engine {what}: {self.starts_failed_in_a_row} attempts in a row failed "
@@ -76,12 +85,17 @@ class HealthLedger:
     def engine_failed(self, actor_id: str, reason: str, in_flight: list[str], exclusive: list[str]) -> None:
         """The engine of a running actor failed with these page keys in flight."""
         self.last_failure = reason
+        pages = sorted({k for k in in_flight if k})
         if len(set(exclusive)) == 1:
             (key,) = set(exclusive)
             self.guilty[key] = reason
             self.suspects.discard(key)
+            self.events.append(f"engine failed ({reason}) with page {key} alone in it: that page is set aside "
+                               "(engine_crash); restarting")
         else:
-            self.suspects.update(k for k in in_flight if k and k not in self.guilty)
+            self.suspects.update(k for k in pages if k not in self.guilty)
+            self.events.append(f"engine failed ({reason}) with {len(pages)} page(s) in flight: restarting; they "
+                               "are retried one at a time")
 
     # ---- pages ------------------------------------------------------------------------------
 
@@ -113,6 +127,9 @@ class HealthLedger:
                 reason += f"; last engine failure: {self.last_failure}"
             self.stop_reason = reason
 
+    def events_since(self, seen: int) -> list[str]:
+        return self.events[seen:]
+
     def verdict(self) -> str | None:
         """None while the job may go on; else why it must stop."""
         return self.stop_reason
@@ -121,8 +138,8 @@ class HealthLedger:
 class JobHealth:
     """The ledger as a Ray actor (created by the driver, one per run; see run.py)."""
 
-    def __init__(self, start_attempts: int, max_restarts_without_progress: int):
-        self.ledger = HealthLedger(start_attempts, max_restarts_without_progress)
+    def __init__(self, start_attempts: int, max_restarts_without_progress: int, replicas: int):
+        self.ledger = HealthLedger(start_attempts, max_restarts_without_progress, replicas)
 
     def call(self, method: str, *args):
         return getattr(self.ledger, method)(*args)

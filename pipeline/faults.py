@@ -10,6 +10,11 @@ cannot be made from outside, so the engine actor calls these hooks, which do not
   DOCINTEL_FAULTS='{"step_error_once": "/tmp/marker"}'
       the first engine step of the job (the marker file makes it once per job, across actor
       restarts) raises RuntimeError: a transient error inside the loop.
+
+And one pause, so that a test can kill the driver at a chosen point of the commit:
+
+  DOCINTEL_FAULTS='{"pause_at": "commit_move", "pause_s": 120}'
+      the driver prints "docintel fault injection: paused at commit_move" and sleeps there.
 """
 from __future__ import annotations
 
@@ -60,3 +65,12 @@ def engine_started(llm: Any) -> None:
         raise RuntimeError("docintel fault injection: a transient error inside engine.step()")
 
     engine.step = failing_step
+
+
+def pause(point: str) -> None:
+    config = _config()
+    if config.get("pause_at") == point:
+        print(f"docintel fault injection: paused at {point}", flush=True)
+        import time
+
+        time.sleep(float(config.get("pause_s", 120)))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import answers, commit, layout, preflight, prompts, render_guard, resume, sources, writer
+from pipeline import answers, commit, layout, preflight, prompts, render_guard, resume, sources, telemetry, writer
 from pipeline.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.demo_model import model_label
 from pipeline.engine import EngineActor
@@ -91,7 +91,9 @@ def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, m
 def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_id: str, directory: str) -> pa.Table:
     task, now = _task(task_spec), layout.now_utc()
     rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now)]
-    return writer.RECEIPT.table([writer.write_rows(rows, directory)])
+    receipt = writer.write_rows(rows, directory)
+    telemetry.record_receipt(receipt, run_id)
+    return writer.RECEIPT.table([receipt])
 
 
 # ---- the job -----------------------------------------------------------------------------
@@ -106,8 +108,26 @@ def _init_ray(spec: JobSpec) -> None:
     forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME",
                  "DOCINTEL_")
     env_vars = {k: v for k, v in os.environ.items() if k.startswith(forwarded)}
-    ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=True,
+    # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
+    # log files, which the summary names; --verbose forwards it to this terminal.
+    ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
+             logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
              runtime_env={"env_vars": env_vars} if env_vars else None)
+    if not spec.ray.verbose:
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _log_folder() -> str | None:
+    """The Ray session's log folder on this node (the workers' and engines' output), if there is one.
+    Ray has no public call for it; a driver connected to a remote cluster has none."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    try:
+        return f"{node.get_session_dir_path()}/logs" if node is not None else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _stat(ref: sources.DocumentRef) -> dict[str, Any]:
@@ -131,23 +151,24 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
     import ray
 
     engine: EngineSpec = spec.engine
+    together = spec.task.question_mode == "together"
+    batch_size, in_flight = engine.actor_queue(1 if together else max(1, len(spec.task.questions)), device)
     ds = todo.map_batches(_read, batch_size=1, batch_format="pyarrow",
                           fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done_ref": done_ref,
                                      "print_": print_, "max_pages": spec.render.max_pages})
     ds = ds.map_batches(_split, batch_size=1, batch_format="pyarrow",
                         fn_kwargs={"render": spec.render, "password": spec.input.pdf_password})
-    ds = ds.map_batches(_requests, batch_format="pyarrow", batch_size=engine.batch_size,
+    ds = ds.map_batches(_requests, batch_format="pyarrow", batch_size=batch_size,
                         fn_kwargs={"task_spec": spec.task, "system_prompt": system_prompt,
                                    "max_model_len": engine.max_model_len})
     ds = ds.map_batches(
         EngineActor,
         fn_constructor_kwargs={"engine_spec": engine, "device": device, "system_prompt": system_prompt,
                                "health_actor": health},
-        batch_size=engine.batch_size,
+        batch_size=batch_size,
         batch_format="pyarrow",
         # Several batches in one actor at once, in threads: its EngineLoop interleaves them.
-        compute=ray.data.ActorPoolStrategy(size=engine.concurrency,
-                                           max_concurrent_calls_per_actor=engine.max_concurrent_batches,
+        compute=ray.data.ActorPoolStrategy(size=engine.concurrency, max_concurrent_calls_per_actor=in_flight,
                                            enable_true_multi_threading=True),
         num_gpus=engine.tensor_parallel_size if device == "cuda" else 0,
         num_cpus=1,
@@ -161,9 +182,10 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
                                      "model_id": model_label(engine), "directory": paths.staging("pages")})
 
 
-def _consume(ds, health, poll_s: float) -> tuple[dict[str, Any], str | None]:
+def _consume(ds, health, poll_s: float, progress: telemetry.Progress) -> tuple[dict[str, Any], str | None]:
     """Drive the job, adding up its receipts; (totals, why it had to stop or None). The health
-    ledger is read every poll_s seconds, also while no batch comes back (an engine in a crash loop)."""
+    ledger is read every poll_s seconds, also while no batch comes back (an engine in a crash loop),
+    and what it saw (engines ready, failed, a page set aside) is printed as it happens."""
     import ray
 
     totals: dict[str, Any] = {}
@@ -174,16 +196,25 @@ def _consume(ds, health, poll_s: float) -> tuple[dict[str, Any], str | None]:
         try:
             for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
                 writer.add_receipts(totals, batch)
+                progress.update(totals)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the driver's thread
             failure.append(exc)
         finally:
             finished.set()
 
     threading.Thread(target=consume, name="docintel-consume", daemon=True).start()
+    seen = 0
     while not finished.wait(poll_s):
-        verdict = ray.get(health.call.remote("verdict"))
+        verdict, events = ray.get([health.call.remote("verdict"), health.call.remote("events_since", seen)])
+        for event in events:
+            progress.note(f"docintel: {event}")
+        seen += len(events)
         if verdict:
             return totals, verdict
+    for event in ray.get(health.call.remote("events_since", seen)):
+        progress.note(f"docintel: {event}")
+    progress.update(totals, force=True)
+    progress.close()
     if failure:
         raise failure[0]
     return totals, None  # finished: every page came back, whatever the ledger says now
@@ -231,6 +262,9 @@ def run_job(spec: JobSpec) -> RunSummary:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
+        # An engine actor that dies while starting is replaced, without a limit of Ray Data's own: the
+        # health ledger bounds start-up (ray.engine_start_attempts) and ends the job with a clear error.
+        ctx.max_consecutive_actor_init_deaths = -1
         documents = layout.read_parquet(paths.inputs, ["source_uri"]).num_rows
         if spec.output.resume:
             files = resume.written_files(paths)
@@ -241,10 +275,10 @@ def run_job(spec: JobSpec) -> RunSummary:
             todo = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema)
         done_ref = ray.put(done_documents(spec.output.path)) if spec.output.incremental else None
         health = ray.remote(JobHealth).options(name=actor_name(paths.run_id), num_cpus=0).remote(
-            spec.ray.engine_start_attempts, spec.ray.max_restarts_without_progress)
+            spec.ray.engine_start_attempts, spec.ray.max_restarts_without_progress, spec.engine.concurrency)
         log.info("run %s: %d documents -> %s (engine on %s)", paths.run_id, documents, paths.output, device)
         ds = build_dataset(spec, todo, device, paths, system_prompt, actor_name(paths.run_id), done_ref, print_)
-        totals, verdict = _consume(ds, health, spec.ray.health_poll_s)
+        totals, verdict = _consume(ds, health, spec.ray.health_poll_s, telemetry.Progress(paths.run_id, documents))
         if verdict:
             raise EngineFailed(f"{verdict}. The run is not committed; what was answered is kept: "
                                f"`--resume {paths.run_id}` finishes it")
@@ -253,7 +287,7 @@ def run_job(spec: JobSpec) -> RunSummary:
                                 f"(first: {totals['write_errors'][0]}). The run is not committed: "
                                 f"`--resume {paths.run_id}` redoes those pages")
         extra = {"run_id": paths.run_id, "output": paths.output, "task": task.name, "model": model_label(spec.engine),
-                 "device": device, "documents_listed": documents}
+                 "device": device, "documents_listed": documents, "log_file": _log_folder()}
         cctx = commit.CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
         marker = commit.commit_run(cctx, extra, started)
     finally:

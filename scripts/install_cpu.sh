@@ -20,6 +20,12 @@ if ! $PY -c "import vllm, torchvision, sys; sys.exit(vllm.__version__ != '0.32.0
   $PY -m pip uninstall -q -y torchaudio torchcodec >/dev/null 2>&1 || true
 fi
 $PY -m pip install -q -e '.[test]'
-# Headless Chromium (Debian package) renders the eval report in tests/test_report.py.
+# Headless Chromium (Debian package) renders the HTML pages in tests; a Java runtime runs Spark in
+# tests/test_readers.py.
 bash scripts/install_chromium.sh
+if ! command -v java >/dev/null 2>&1; then
+  SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+  "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
 $PY -c "import torch, torchvision, vllm, ray; print('installed: torch', torch.__version__, 'torchvision', torchvision.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__)"

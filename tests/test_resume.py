@@ -1,79 +1,96 @@
-"""Runs that can be repeated and resumed: kill the driver mid-run, --resume, and --incremental."""
-import os
+"""Exactly once under interruption: kill the driver (and everything it started) while pages are
+answered and written, during a resume, and during the commit; `--resume` until committed; the
+committed rows are one per (document, page, question), as an uninterrupted run's. A resume is the
+same job: other inputs or settings are refused, saying what differs."""
+import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
-import pyarrow.parquet as pq
 import pytest
 
+import jobs
 from docgen import make_pdf
-from pipeline import output
-from pipeline.commit import data_files
+from pipeline import layout, output
 
-pytestmark = pytest.mark.engine
-
-
-def _cmd(folder, out, model, *extra):
-    return [sys.executable, "-m", "pipeline.cli", "run", "--input", str(folder), "--output", str(out),
-            "--model", model, "--question", "What is the total?", "--set", "ray.progress_bars=false",
-            "--set", "render.max_side=512", "--set", "engine.batch_size=1", *extra]
+pytestmark = [pytest.mark.engine, pytest.mark.faults]
+Q = ["What is the total?"]
 
 
-def _env():
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    return env
+def _docs(folder, n=8, pages=2):
+    for i in range(n):
+        make_pdf(folder / f"doc{i}.pdf", pages=pages, title=f"Invoice {i}", chart=False)
+    return {f"doc{i}.pdf": pages for i in range(n)}
 
 
-def test_driver_killed_mid_run_then_resumed_without_duplicates_or_gaps(tmp_path, demo_model):
-    folder = tmp_path / "docs"
-    for i in range(8):
-        make_pdf(folder / f"doc{i}.pdf", pages=2, title=f"Invoice {i}", chart=False)
-    out = tmp_path / "out"
-    run = output.run_dir(str(out), "nightly")
-    proc = subprocess.Popen(_cmd(folder, out, demo_model, "--run-id", "nightly"), env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while not (os.path.isdir(run) and data_files(run)):  # wait for the first written file
-        assert proc.poll() is None and time.monotonic() < deadline, "run ended before it wrote anything"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and every process it started
-    proc.wait()
-    assert output.read_marker(run) is None and output.committed_runs(str(out)) == []
-    partial = len(data_files(run))
+def _args(folder, out, model, *extra):
+    # one page per engine batch and per file: files appear while the job runs, one after another
+    return ["run", "--input", str(folder), "--output", str(out), "--model", model, "--question", Q[0], *jobs.FAST,
+            "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1", *extra]
 
-    resumed = subprocess.run(_cmd(folder, out, demo_model, "--resume", "nightly"), env=_env(),
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    rows = output.read_results(str(out), "nightly").to_pylist()
-    keys = [(os.path.basename(r["source_uri"]), r["page_index"]) for r in rows]
-    assert sorted(keys) == sorted((f"doc{i}.pdf", p) for i in range(8) for p in range(2))  # all, once
+
+def _kill_after_files(args, log, out, run_id, files, **env):
+    proc = jobs.start(*args, log=log, **env)
+    jobs.wait_for(lambda: len(jobs.staged_files(out, run_id)) >= files, 600, f"{files} staged file(s)", proc, log)
+    jobs.kill_tree(proc)
+    assert output.marker(str(out), run_id) is None
+    return len(jobs.staged_files(out, run_id))
+
+
+def test_driver_killed_mid_run_and_mid_resume_then_resumed_exactly_once(tmp_path, demo_model):
+    folder, out = tmp_path / "docs", tmp_path / "out"
+    expected = _docs(folder)
+    written = _kill_after_files(_args(folder, out, demo_model, "--run-id", "nightly"), tmp_path / "1.log", out,
+                                "nightly", 2)
+    assert written < sum(expected.values())  # some pages done, some not
+    # attempt 2 dies too, after writing more (the item of the reliability issue: its leftovers must not
+    # be committed twice by attempt 3)
+    _kill_after_files(_args(folder, out, demo_model, "--resume", "nightly"), tmp_path / "2.log", out, "nightly",
+                      written + 2)
+    done = jobs.run(*_args(folder, out, demo_model, "--resume", "nightly"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = jobs.assert_exactly_once(out, "nightly", expected, Q)
     assert all(r["valid"] for r in rows)
-    manifest = pq.read_table(os.path.join(run, "_manifest", "manifest.parquet")).to_pylist()
+    manifest = [r for f in layout.list_files(layout.RunPaths(str(out), "nightly").manifest)
+                for r in layout.read_parquet(f).to_pylist()]
     assert len(manifest) == 8 and {m["status"] for m in manifest} == {"ok"} and {m["pages"] for m in manifest} == {2}
-    assert partial >= 1 and output.read_marker(run)["documents"] == 8
+
+    again = jobs.run(*_args(folder, out, demo_model, "--resume", "nightly"))
+    assert again.returncode == 2 and "already committed" in again.stderr
 
 
-def test_incremental_processes_only_new_and_changed_documents(tmp_path, demo_model):
-    folder = tmp_path / "docs"
-    for i in range(3):
-        make_pdf(folder / f"doc{i}.pdf", pages=1, title=f"Invoice {i}", chart=False)
-    out = tmp_path / "out"
-    first = subprocess.run(_cmd(folder, out, demo_model, "--run-id", "night1", "--incremental"), env=_env(),
-                           capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    make_pdf(folder / "doc1.pdf", pages=1, title="Invoice 1, corrected", chart=False)  # changed
-    make_pdf(folder / "doc3.pdf", pages=1, title="Invoice 3", chart=False)  # new
-    shutil.copy(folder / "doc0.pdf", folder / "doc0-copy.pdf")  # same content under a new name
-    second = subprocess.run(_cmd(folder, out, demo_model, "--run-id", "night2", "--incremental"), env=_env(),
-                            capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr[-3000:]
-    rows = output.read_results(str(out), "night2").to_pylist()
-    answered = sorted(os.path.basename(r["source_uri"]) for r in rows if r["error_kind"] is None)
-    skipped = sorted(os.path.basename(r["source_uri"]) for r in rows if r["error_kind"] == "skipped_unchanged")
-    assert answered == ["doc1.pdf", "doc3.pdf"]
-    assert skipped == ["doc0-copy.pdf", "doc0.pdf", "doc2.pdf"]
-    assert "skipped as unchanged 3" in second.stdout and "night1" in [r for r in rows if r["error_kind"]][0]["error"]
+def test_driver_killed_during_the_commit_then_resumed(tmp_path, demo_model):
+    folder, out = tmp_path / "docs", tmp_path / "out"
+    expected = _docs(folder, n=3)
+    log = tmp_path / "1.log"
+    proc = jobs.start(*_args(folder, out, demo_model, "--run-id", "c"), log=log,
+                      DOCINTEL_FAULTS=json.dumps({"pause_at": "commit_move", "pause_s": 300}))
+    jobs.wait_for(lambda: "paused at commit_move" in log.read_text(), 600, "the commit", proc, log)
+    jobs.kill_tree(proc)
+    assert output.committed_runs(str(out)) == []
+    # a staged file left half-written (a writer killed on a local disk) is set aside, its pages redone
+    staged = jobs.staged_files(out, "c")
+    with open(staged[0], "r+b") as f:
+        f.truncate(100)
+    done = jobs.run(*_args(folder, out, demo_model, "--resume", "c"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs.assert_exactly_once(out, "c", expected, Q)
+    quarantined = layout.list_files(layout.RunPaths(str(out), "c").quarantine)
+    assert len(quarantined) == 1 and quarantined[0].endswith(staged[0].rsplit("/", 1)[1])
+
+
+def test_a_resume_with_other_inputs_or_settings_is_refused_and_says_what_differs(tmp_path, demo_model):
+    folder, out = tmp_path / "docs", tmp_path / "out"
+    _docs(folder, n=3, pages=1)
+    paths = layout.RunPaths(str(out), "r")
+    _kill_after_files(_args(folder, out, demo_model, "--run-id", "r"), tmp_path / "1.log", out, "r", 1)
+    (folder / "doc2.pdf").unlink()
+    make_pdf(folder / "doc1.pdf", pages=3, title="changed", chart=False)
+    shutil.copy(folder / "doc0.pdf", folder / "new.pdf")
+    refused = jobs.run(*_args(folder, out, demo_model, "--resume", "r"), timeout=120)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "other inputs" in refused.stderr and "added 1" in refused.stderr and "removed 1" in refused.stderr
+    assert "changed (size or time) 1" in refused.stderr and "doc1.pdf" in refused.stderr
+    other = jobs.run(*_args(folder, out, demo_model, "--resume", "r", "--question", "Who signed?"), timeout=120)
+    assert other.returncode == 2 and "other settings" in other.stderr and "questions" in other.stderr
+    never = jobs.run(*_args(folder, out, demo_model, "--resume", "never-started"), timeout=120)
+    assert never.returncode == 2 and "never started" in never.stderr
+    assert layout.read_json(paths.success) is None

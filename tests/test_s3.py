@@ -1,5 +1,8 @@
-"""S3 in and out against a real S3-compatible HTTP server (moto in server mode) on 127.0.0.1."""
-import os
+"""S3 in and out against a real S3-compatible server (moto in server mode) on 127.0.0.1, with the
+fault proxy (tests/faultproxy.py) between the job and the server: storage errors on the wire, not
+patched functions. Transient errors are retried; errors that last leave the run uncommitted (exit
+code 5), never with data deleted, and `--resume` commits it later, exactly once."""
+import json
 import socket
 import subprocess
 import sys
@@ -11,9 +14,13 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+import jobs
 from docgen import make_corpus
+from faultproxy import FaultProxy
 
+pytestmark = pytest.mark.engine
 SECRET = "s3cr3t-never-in-output-0123456789"
+KEY_ID = "AKIATESTKEYID000"
 
 
 @pytest.fixture(scope="module")
@@ -35,44 +42,67 @@ def s3_server():
     proc.wait(10)
 
 
-@pytest.fixture()
-def aws_env(s3_server, monkeypatch):
-    env = {"AWS_ACCESS_KEY_ID": "AKIATESTKEYID000", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    return env
-
-
-@pytest.mark.engine
-def test_job_reads_and_writes_s3(tmp_path, s3_server, aws_env, demo_model):
-    s3 = boto3.client("s3", endpoint_url=s3_server)
+@pytest.fixture(scope="module")
+def bucket(s3_server, tmp_path_factory):
+    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
+                      region_name="us-east-1")
     s3.create_bucket(Bucket="docs")
-    expected = make_corpus(tmp_path / "corpus")
+    folder = tmp_path_factory.mktemp("corpus")
+    expected = make_corpus(folder)
     for name in expected:
-        s3.upload_file(str(tmp_path / "corpus" / name), "docs", f"incoming/2026-11-22/{name}")
+        s3.upload_file(str(folder / name), "docs", f"incoming/2026-11-22/{name}")
     s3.put_object(Bucket="docs", Key="incoming/2026-11-22/broken.pdf", Body=b"%PDF-1.7 truncated")
+    return s3, expected
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "run", "--input", "s3://docs/incoming/", "--output", "s3://docs/out",
-         "--model", demo_model, "--run-id", "s3run", "--question", "What is the total?",
-         "--set", f"storage.endpoint_url={s3_server}", "--set", "ray.progress_bars=false",
-         "--set", "render.max_side=512"], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert SECRET not in proc.stdout + proc.stderr
 
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="docs", Prefix="out/")["Contents"]]
-    assert "out/run_id=s3run/_SUCCESS" in keys and "out/run_id=s3run/_manifest/manifest.parquet" in keys
-    fs = pafs.S3FileSystem(endpoint_override=s3_server, region="us-east-1")
-    table = pq.read_table("docs/out", filesystem=fs)
-    rows = table.to_pylist()
+def _run(endpoint, model, out, *args, timeout=900, **extra_env):
+    return jobs.run("run", "--input", "s3://docs/incoming/", "--output", out, "--model", model,
+                    "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *jobs.FAST,
+                    *args, timeout=timeout, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
+                    AWS_DEFAULT_REGION="us-east-1", DOCINTEL_S3_REQUEST_TIMEOUT_S="3", **extra_env)
+
+
+def _check(s3, expected, s3_server, prefix, run_id):
+    fs = pafs.S3FileSystem(endpoint_override=s3_server, region="us-east-1", access_key=KEY_ID, secret_key=SECRET)
+    rows = pq.read_table(f"docs/{prefix}/pages", filesystem=fs).to_pylist()  # the whole table: committed rows only
     pages = sum(expected.values())
-    assert len(rows) == pages + 1
+    assert len(rows) == pages + 1 and {r["run_id"] for r in rows} == {run_id}
+    keys = [(r["source_uri"], r["page_index"]) for r in rows]
+    assert len(keys) == len(set(keys))
     assert {r["source_uri"] for r in rows} == {f"s3://docs/incoming/2026-11-22/{n}" for n in [*expected, "broken.pdf"]}
     assert sum(r["valid"] for r in rows) == pages
     (broken,) = [r for r in rows if r["source_uri"].endswith("broken.pdf")]
-    assert broken["error_kind"] == "corrupt_pdf" and str(broken["run_id"]) == "s3run"
-    for key in keys:  # no credential in any object written: data, manifest, marker
-        body = s3.get_object(Bucket="docs", Key=key)["Body"].read()
-        assert SECRET.encode() not in body and b"AKIATESTKEYID000" not in body
+    assert broken["error_kind"] == "corrupt_pdf"
+    marker = json.loads(s3.get_object(Bucket="docs", Key=f"{prefix}/_docintel/runs/{run_id}/_SUCCESS")["Body"].read())
+    assert marker["rows"] == len(rows) and marker["documents"] == len(expected) + 1
+    for key in [o["Key"] for o in s3.list_objects_v2(Bucket="docs", Prefix=f"{prefix}/")["Contents"]]:
+        body = s3.get_object(Bucket="docs", Key=key)["Body"].read()  # no credential in anything written
+        assert SECRET.encode() not in body and KEY_ID.encode() not in body
+
+
+def test_job_reads_and_writes_s3_through_transient_faults(s3_server, bucket, demo_model):
+    s3, expected = bucket
+    with FaultProxy(s3_server) as proxy:
+        # the 2nd and 3rd reads of a staged file (the commit checks and reads them) time out or reset,
+        # as curlCode 28 did in the reliability review; the document read meets a 503 too
+        proxy.add_rule("reset", method="GET", path=r"/docs/out/_docintel/runs/s3run/staging/pages/part-", first=2,
+                       last=3)
+        proxy.add_rule("status", method="GET", path=r"/docs/incoming/2026-11-22/invoice\.pdf", first=1, last=1)
+        proc = _run(proxy.url, demo_model, "s3://docs/out", "--run-id", "s3run")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert SECRET not in proc.stdout + proc.stderr
+        assert [r.outcome for r in proxy.requests(path="staging/pages/part-")].count("reset") == 2
+    _check(s3, expected, s3_server, "out", "s3run")
+
+
+def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_it(s3_server, bucket, demo_model):
+    s3, expected = bucket
+    with FaultProxy(s3_server) as proxy:
+        proxy.add_rule("status", method="PUT", path=r"/docs/out2/_docintel/runs/w/staging/pages/", first=1, last=None)
+        failed = _run(proxy.url, demo_model, "s3://docs/out2", "--run-id", "w")
+    assert failed.returncode == 5, failed.stderr[-4000:]
+    assert "not committed" in failed.stderr and "--resume w" in failed.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket="docs", Prefix="out2/pages/")
+    resumed = _run(s3_server, demo_model, "s3://docs/out2", "--resume", "w")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    _check(s3, expected, s3_server, "out2", "w")

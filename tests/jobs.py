@@ -1,0 +1,116 @@
+"""Running `docintel` as a user does, for the end-to-end and fault tests: as a child process, and
+finding the real processes of its run (engine core, engine actor, Ray workers) to stop or kill."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from pipeline import layout, output
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.max_model_len=4096"]
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    out.pop("RAY_ADDRESS", None)
+    return out
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", *args]
+
+
+def run(*args: str, timeout: float = 900, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout, env=env(**extra_env),
+                          cwd=REPO)
+
+
+def start(*args: str, log: Path, **extra_env: str) -> subprocess.Popen:
+    """The CLI in its own process group (so that it and all it started can be killed at once)."""
+    return subprocess.Popen(command(*args), stdout=log.open("w"), stderr=subprocess.STDOUT, env=env(**extra_env),
+                            cwd=REPO, start_new_session=True)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL the CLI and every process under it (its local Ray, workers, engine), as a node that dies."""
+    try:
+        victims = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        victims = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(60)
+    psutil.wait_procs(victims, timeout=30)
+
+
+def processes(root: int, name: str) -> list[psutil.Process]:
+    """Processes under `root` whose title contains `name` (vLLM and Ray set process titles:
+    VLLM::EngineCore, ray::MapWorker(MapBatches(EngineActor)), ray::MapBatches(_read)->...)."""
+    found = []
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    for p in children:
+        try:
+            if name in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, proc: subprocess.Popen | None = None,
+             log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the job ended (exit {proc.returncode}) before {what}:\n{_tail(log)}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{_tail(log)}")
+
+
+def _tail(log: Path | None) -> str:
+    return log.read_text()[-4000:] if log and log.exists() else ""
+
+
+def staged_files(out: Path, run_id: str) -> list[str]:
+    return layout.list_files(layout.RunPaths(str(out), run_id).staging("pages"))
+
+
+def page_keys(out: Path, run_id: str) -> list[tuple]:
+    return sorted((os.path.basename(r["source_uri"]), r["page_index"], r["question"])
+                  for r in output.read_pages(str(out), run_id).to_pylist())
+
+
+def assert_exactly_once(out: Path, run_id: str, expected: dict[str, int], questions: list[str]) -> list[dict]:
+    """One row per (document, page, question) of the input, no more, no less; _SUCCESS agrees."""
+    rows = output.read_pages(str(out), run_id).to_pylist()
+    keys = Counter((os.path.basename(r["source_uri"]), r["page_index"], r["question"]) for r in rows)
+    twice = [k for k, n in keys.items() if n > 1]
+    assert not twice, f"rows written twice: {twice[:5]}"
+    wanted = {(name, p, q) for name, pages in expected.items() for p in range(pages) for q in questions}
+    assert set(keys) == wanted, f"missing {sorted(wanted - set(keys))[:5]}, extra {sorted(set(keys) - wanted)[:5]}"
+    marker = output.marker(str(out), run_id)
+    assert marker["rows"] == len(rows) and marker["pages"] == len({(k[0], k[1]) for k in keys})
+    assert marker["documents"] == len(expected)
+    return rows
