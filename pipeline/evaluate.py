@@ -168,7 +168,6 @@ def score_items(items: list[GoldItem], rows: list[dict[str, Any]], task: str, ru
 
 def run_eval(spec, gold_path: str) -> tuple[pa.Table, Path, Any]:
     """Run the job spec over the gold set; write scores and the HTML report next to the output."""
-    from pipeline import layout, output, report
     from pipeline.run import run_job
 
     items = load_gold(gold_path)
@@ -182,15 +181,26 @@ def run_eval(spec, gold_path: str) -> tuple[pa.Table, Path, Any]:
     if not spec.input.allowed_roots:
         spec.input.allowed_roots = [str(Path(gold_path).resolve().parent)]
     summary = run_job(spec)
-    rows = output.read_pages(spec.output.path, spec.output.run_id).to_pylist()
-    documents = output.read_documents(spec.output.path, spec.output.run_id).to_pylist()
-    scores = score_items(items, rows, spec.task.name, spec.output.run_id, documents)
-    target = f"{spec.output.path.rstrip('/')}/_eval/{spec.output.run_id}"
+    scores, target = score_run(spec.output.path, spec.output.run_id, spec.task.name, gold_path, summary.as_dict())
+    return scores, target, summary
+
+
+def score_run(output_path: str, run_id: str, task: str, gold_path: str,
+              meta: dict[str, Any] | None = None) -> tuple[pa.Table, Path]:
+    """Score a committed run against a gold set (documents named relative to the gold file); write
+    OUTPUT/_eval/RUN_ID/scores.parquet and report.html."""
+    from pipeline import layout, output, report
+
+    items = load_gold(gold_path)
+    rows = output.read_pages(output_path, run_id).to_pylist()
+    documents = output.read_documents(output_path, run_id).to_pylist()
+    scores = score_items(items, rows, task, run_id, documents)
+    target = f"{output_path.rstrip('/')}/_eval/{run_id}"
     layout.write_table(f"{target}/scores.parquet", scores)
-    meta = {"gold": str(gold_path), **summary.as_dict()}
-    html = report.render_report(scores, f"docintel eval: {spec.task.name} ({len(items)} questions)", meta)
+    html = report.render_report(scores, f"docintel eval: {task} ({len(items)} questions)",
+                                {"gold": str(gold_path), **(meta or {})})
     layout.write_atomic(f"{target}/report.html", html.encode())
-    return scores, Path(target), summary
+    return scores, Path(target)
 
 
 def headline(scores: pa.Table) -> str:

@@ -172,9 +172,10 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
                                            enable_true_multi_threading=True),
         num_gpus=engine.tensor_parallel_size if device == "cuda" else 0,
         num_cpus=1,
-        # An actor that dies is restarted and its batches are retried without limit; what is bounded
-        # (start-up, restarts without progress, a page that kills the engine) is engine_health.py's.
-        max_restarts=-1, max_task_retries=-1,
+        # An actor that dies is restarted and its batches are retried without limit: that is Ray
+        # Data's default for actor pools (max_restarts=-1, max_task_retries=-1; tests/test_house.py
+        # checks it), so nothing is set here. What is bounded (start-up, restarts without progress,
+        # a page that kills the engine) is engine_health.py's.
     )
     return ds.map_batches(_answer_and_write, batch_format="pyarrow", batch_size=spec.output.pages_per_file,
                           num_cpus=0.25,
