@@ -1,7 +1,7 @@
 """The HTML report of `docintel eval`: one self-contained file an analyst opens in a browser.
 
 From a scores table (one row per gold question, pipeline.evaluate.SCORES_SCHEMA) it shows a header
-table of run facts (`meta`) and seven sections, each with an inline SVG chart and a table of the
+table of run facts (`meta`) and eight sections, each with an inline SVG chart and a table of the
 same numbers:
   1. Headline: per task the questions, mean score, share correct, invalid outputs and errors,
      with a stacked bar of outcomes (correct / wrong / invalid output / error).
@@ -13,6 +13,8 @@ same numbers:
   6. Latency and tokens per request (rows answered by one request share these values and count
      once): min / median / p90 / max and histograms.
   7. Score distribution and the 20 worst-scoring questions.
+  8. Confidence against correctness: accuracy per confidence bin, and per threshold the share of
+     answers at or above it with their accuracy (where to set a review threshold).
 No JavaScript, no external resources: inline CSS, SVG drawn by the helpers below. Every piece of
 text from the data goes through html.escape. Empty tables and all-null columns give "no data".
 """
@@ -27,7 +29,9 @@ from typing import Any
 
 COLUMNS = ("run_id", "task", "metric", "doc_id", "source_uri", "page_index", "question", "question_type",
            "references", "prediction", "score", "correct", "width", "height", "gold_doc_type",
-           "predicted_doc_type", "latency_s", "prompt_tokens", "output_tokens", "valid", "error_kind")
+           "predicted_doc_type", "latency_s", "prompt_tokens", "output_tokens", "valid", "error_kind", "confidence")
+CONFIDENCE_BINS = (0.2, 0.4, 0.6, 0.8, 1.0)
+THRESHOLDS = (0.5, 0.8, 0.9, 0.95)
 TASK_ORDER = ("docvqa", "chartqa", "fields", "classify")
 BUCKETS = ((768, "<=768 px"), (1024, "769-1024 px"), (1280, "1025-1280 px"), (1540, "1281-1540 px"))
 OUTCOMES = (("correct", "#2e7d32"), ("wrong", "#f2a900"), ("invalid output", "#7b3fa0"), ("error", "#c62828"))
@@ -334,6 +338,31 @@ def _worst(rows: list[dict], k: int = 20) -> tuple[str, str]:
     return hist, _table(heads, table, {0, 5}, "worst")
 
 
+def _confidence(rows: list[dict]) -> tuple[str, str]:
+    """Is the confidence calibrated, and where to set a review threshold: accuracy per confidence
+    bin, then, per threshold, the share of answers at or above it and how many of those are right."""
+    known = [r for r in rows if r["confidence"] is not None]
+    if not known:
+        return _nodata("no confidence (the engine gave no log-probabilities)"), ""
+    items, table, low = [], [], 0.0
+    for high in CONFIDENCE_BINS:
+        inside = [r for r in known if low <= r["confidence"] < high or (high == 1.0 and r["confidence"] == 1.0)]
+        accuracy = _mean([float(bool(r["correct"])) for r in inside])
+        label = f"{low:.1f}-{high:.1f}"
+        items.append((label, accuracy, f"n={len(inside)}"))
+        table.append([f"confidence {label}", len(inside), _pct(accuracy)])
+        low = high
+    for t in THRESHOLDS:
+        above = [r for r in known if r["confidence"] >= t]
+        table.append([f"at or above {t:g}", f"{len(above)} ({_pct(len(above) / len(known))})",
+                      _pct(_mean([float(bool(r["correct"])) for r in above]))])
+    missing = len(rows) - len(known)
+    if missing:
+        table.append(["no confidence", missing, _pct(_mean([float(bool(r["correct"])) for r in rows
+                                                             if r["confidence"] is None]))])
+    return _hbars(items), _table(["answers", "count", "correct"], table, {1, 2})
+
+
 def _meta_value(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items()) or "–"
@@ -346,10 +375,12 @@ def render_report(scores: Any, title: str, meta: dict) -> str:
     sections = [("Headline", _headline), ("Score by task", lambda rs: _score_groups(_by_task(rs), "task")),
                 ("Score by question type", _by_qtype), ("Score by page resolution", _by_resolution),
                 ("Document types: confusion matrix", _confusion), ("Latency and tokens per request", _latency),
-                ("Worst-scoring questions", _worst)]
+                ("Worst-scoring questions", _worst), ("Confidence against correctness", _confidence)]
     notes = {4: "Longest side, max(width, height), of the page image the model saw.",
              6: "Rows answered by one request share its latency and token counts; each request counts once.",
-             7: "The 20 lowest scores (ties in table order), with the distribution of all scores."}
+             7: "The 20 lowest scores (ties in table order), with the distribution of all scores.",
+             8: "Share correct per confidence bin: a calibrated confidence rises with it. Below, per threshold, "
+                "how many answers a reviewer would not need to check and how many of those are right."}
     body = []
     for i, (name, fn) in enumerate(sections, 1):
         chart, table = fn(rows) if rows else (_nodata(), "")

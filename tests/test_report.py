@@ -19,7 +19,7 @@ SCRIPT = "<script>alert(1)</script>"
 UNICODE = "Zoë 日本語 ☃ \u202e reversed"
 HEADINGS = ["1. Headline", "2. Score by task", "3. Score by question type", "4. Score by page resolution",
             "5. Document types: confusion matrix", "6. Latency and tokens per request",
-            "7. Worst-scoring questions"]
+            "7. Worst-scoring questions", "8. Confidence against correctness"]
 META = {"model": "mistralai/Mistral-Small-3.2-24B-Instruct-2506", "run_id": "eval-1", "date": "2025-06-30",
         "pages": 17, "seconds": 12.5, "pages_per_s": 1.36, "failures": {"timeout": 1}}
 
@@ -247,3 +247,17 @@ def test_renders_in_headless_chromium(tmp_path):
         assert img.size == (1280, 2400)
         colors = img.convert("RGB").getcolors(maxcolors=1 << 24)
     assert len(colors) > 20
+
+
+def test_confidence_against_correctness():
+    """Accuracy per confidence bin and the share above each threshold: whether the confidence is
+    calibrated, and where a reviewer could stop checking."""
+    rows = [_row("docvqa", 1.0, True, i, confidence=0.95) for i in range(6)]
+    rows += [_row("docvqa", 0.0, False, 10 + i, confidence=0.3) for i in range(3)]
+    rows += [_row("docvqa", 1.0, True, 20, confidence=0.3), _row("docvqa", 0.0, False, 21, confidence=None)]
+    html = render_report(pa.Table.from_pylist(rows, schema=SCHEMA), "c", {})
+    section = html.split("8. Confidence against correctness", 1)[1]
+    assert "confidence 0.8-1.0</td><td class=\"n\">6</td><td class=\"n\">100.0%" in section
+    assert "confidence 0.2-0.4</td><td class=\"n\">4</td><td class=\"n\">25.0%" in section
+    assert "at or above 0.9</td><td class=\"n\">6 (60.0%)</td><td class=\"n\">100.0%" in section
+    assert "no confidence</td><td class=\"n\">1</td>" in section

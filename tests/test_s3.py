@@ -106,3 +106,27 @@ def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_i
     resumed = _run(s3_server, demo_model, "s3://docs/out2", "--resume", "w")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     _check(s3, expected, s3_server, "out2", "w")
+
+
+def test_answered_pages_reach_storage_while_documents_are_still_being_read(s3_server, demo_model, tmp_path):
+    """On 2 CPUs too, the write stage gets its share: the first data file is stored before the last
+    document is read (the proxy's request log gives the order), so a driver that dies mid-run leaves
+    answered work to resume from."""
+    from docgen import make_pdf
+
+    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
+                      region_name="us-east-1")
+    for i in range(24):
+        path = make_pdf(tmp_path / f"d{i}.pdf", pages=1, title=f"Invoice {i}", chart=False)
+        s3.upload_file(str(path), "docs", f"stream/d{i:02d}.pdf")
+    with FaultProxy(s3_server) as proxy:
+        proc = jobs.run("run", "--input", "s3://docs/stream/", "--output", "s3://docs/out3", "--model", demo_model,
+                        "--question", "What is the total?", "--run-id", "st", "--set", f"storage.endpoint_url={proxy.url}",
+                        *jobs.FAST, "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1",
+                        AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        log = proxy.requests()
+    reads = [i for i, r in enumerate(log) if r.method == "GET" and "/docs/stream/d" in r.path]
+    writes = [i for i, r in enumerate(log) if r.method in ("PUT", "POST") and "/staging/pages/part-" in r.path]
+    assert len({log[i].path for i in reads}) >= 24 and writes
+    assert writes[0] < reads[-1], "every data file was written after the last document was read"
