@@ -4,7 +4,10 @@
     docintel eval GOLD.json --task docvqa --output ./eval [--model ...]   # score a gold set, HTML report
     docintel submit jobs/docvqa.yaml --address http://HEAD:8265 --input s3://... --output s3://...
     docintel status|logs|stop JOB_ID --address http://HEAD:8265
+    docintel demo [--output DIR]          # the whole product on the shipped samples, any machine
     docintel demo-model ./demo-model      # tiny random-weight model for CPU demos and tests
+    docintel runs OUTPUT                  # every run under an output, committed or not
+    docintel show OUTPUT RUN_ID           # one run's summary and failed documents
 
 Exit codes: see `Exit` below (and the README's reliability section).
 """
@@ -201,12 +204,66 @@ def cmd_job(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline import demo
+    from pipeline.config import parse_override
+
+    return demo.main(args.output, args.model, [parse_override(s) for s in args.set])
+
+
 def cmd_demo_model(args: argparse.Namespace) -> int:
     from pipeline.demo_model import build
 
     path = build(args.out, tiny=not args.full)
     print(f"{path}\n(random weights: every answer from this model is meaningless)")
     return 0
+
+
+def _apply_storage(args: argparse.Namespace) -> None:
+    """--endpoint-url/--region of the read-only commands, exported as a run's storage spec does."""
+    from pipeline.config import StorageSpec
+
+    StorageSpec(endpoint_url=args.endpoint_url, region=args.region).apply_env()
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pipeline import runs
+
+    _apply_storage(args)
+    infos = runs.list_runs(args.output)
+    print(runs.runs_json(infos) if args.json else runs.render_runs(infos, args.output))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pipeline import runs
+
+    _apply_storage(args)
+    try:
+        print(runs.show(args.output, args.run_id, limit=args.limit))
+    except FileNotFoundError as exc:
+        print(f"docintel: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    return 0
+
+
+def _add_browse_commands(sub) -> None:
+    """Read-only commands over an output: `runs`, `show` (pipeline/runs.py)."""
+    def storage(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--endpoint-url", help="S3-compatible endpoint (as storage.endpoint_url of the run)")
+        p.add_argument("--region", help="object store region (as storage.region)")
+
+    rs = sub.add_parser("runs", help="list the runs under an output (committed or not)")
+    rs.add_argument("output", help="output folder or URI (the job's --output)")
+    rs.add_argument("--json", action="store_true", help="a JSON list, one object per run, instead of the table")
+    storage(rs)
+    rs.set_defaults(func=cmd_runs)
+    sh = sub.add_parser("show", help="one run's summary and its failed documents")
+    sh.add_argument("output", help="output folder or URI")
+    sh.add_argument("run_id")
+    sh.add_argument("--limit", type=int, default=50, help="failed documents listed (default 50)")
+    storage(sh)
+    sh.set_defaults(func=cmd_show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,10 +291,16 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "logs":
             jp.add_argument("--follow", action="store_true")
         jp.set_defaults(func=cmd_job)
+    dm = sub.add_parser("demo", help="the whole product in a few minutes on the shipped samples (any machine)")
+    dm.add_argument("--output", default="./docintel-demo", help="folder for the demo's runs and reports")
+    dm.add_argument("--model", help="model to use where a GPU is (default: Mistral Small 3.2 if its weights are here)")
+    dm.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field")
+    dm.set_defaults(func=cmd_demo)
     demo = sub.add_parser("demo-model", help="write the tiny random-weight demo model folder")
     demo.add_argument("out")
     demo.add_argument("--full", action="store_true", help="full 24B shapes (GPU benchmarks)")
     demo.set_defaults(func=cmd_demo_model)
+    _add_browse_commands(sub)
     return parser
 
 
