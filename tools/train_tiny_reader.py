@@ -1,10 +1,11 @@
 """Train the tiny reader (tools/reader): Mistral Small 3.2's architecture at ~12M parameters, on pages
 generated on the fly, from a fixed seed; export the model folder vLLM loads.
 
-Data: DataLoader workers make whole batches (tools/reader/data.py: pages of one shape, each rendered
-once by the pipeline's renderer and asked 3-5 requests, tokenized by mistral_common exactly as vLLM
-tokenizes the pipeline's requests). Batch k of a seed is the same whatever process makes it, so a
-resumed run continues the same stream. Loss on answer tokens only.
+Data: DataLoader workers make whole batches (tools/reader/data.py: pages of one shape, rendered by
+the pipeline's renderer, asked 3-6 requests each, tokenized by mistral_common exactly as vLLM
+tokenizes the pipeline's requests; each block of pages serves `--reuse` batches with other
+questions). Position k of a seed's stream is the same whatever process makes it, so a resumed run
+continues the same stream. Loss on answer tokens only.
 
 Schedule: linear warm-up, cosine to 10 %. `--steps N` fixes its length; `--steps 0` (default) sizes
 it once, after `--calibrate-steps` steps, from the measured speed to end at `--schedule-s` seconds of
@@ -44,7 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--tiny-debug", action="store_true", help="tiny sizes for a CPU smoke run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pages", type=int, default=None, help="pages per batch (default 24 on cuda, 2 on cpu)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: cores - 1)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers (default: cores - 2 on cuda, cores - 1 on cpu)")
+    p.add_argument("--reuse", type=int, default=2, help="batches each rendered page block serves (other questions)")
     p.add_argument("--lr", type=float, default=1.5e-3)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--steps", type=int, default=0, help="schedule length; 0: size it from the measured speed")
@@ -134,7 +137,7 @@ def main(argv=None) -> dict:
         raise SystemExit("--device cuda but no GPU is visible")
     log = Log(a.log)
     pages = a.pages or (24 if cuda else 2)
-    workers = a.workers if a.workers is not None else max(1, (os.cpu_count() or 2) - 1)
+    workers = a.workers if a.workers is not None else max(1, (os.cpu_count() or 2) - (2 if cuda else 1))
     torch.manual_seed(a.seed)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -144,8 +147,8 @@ def main(argv=None) -> dict:
     tekken = str(data.write_tekken(ckpt_dir / "tekken.json", (TINY if a.tiny_debug else ModelArgs()).vocab_size))
     tok = data.tokenizer(tekken)
 
-    state = {"step": 0, "batch": 0, "sequences": 0, "pages": 0, "train_s": 0.0, "total_steps": a.steps or None,
-             "seed": a.seed, "calls": 0}
+    state = {"step": 0, "batch": 0, "sequences": 0, "page_visits": 0, "train_s": 0.0, "total_steps": a.steps or None,
+             "seed": a.seed, "calls": 0, "width": workers, "reuse": a.reuse}  # width, reuse: what the stream holds
     resume = torch.load(ckpt_dir / "ckpt.pt", map_location="cpu", weights_only=False) if a.resume else None
     args = ModelArgs.from_params(resume["args"]) if resume else (TINY if a.tiny_debug else ModelArgs())
     model = TinyReader(args)
@@ -161,19 +164,21 @@ def main(argv=None) -> dict:
         opt.load_state_dict(resume["opt"])
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model {n_params / 1e6:.2f}M parameters ({n_params * 2 / 2**20:.1f} MiB in bf16); device {a.device}; "
-        f"{pages} pages/batch, {workers} workers; resume={bool(resume)} at step {state['step']}, batch {state['batch']}")
+        f"{pages} pages/batch, {workers} workers, pages reused {state['reuse']}x; resume={bool(resume)} at step "
+        f"{state['step']}, stream position {state['batch']}")
     forward = torch.compile(model.loss, dynamic=True) if a.compile else model.loss
 
     held_out = [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken)
                 for i in range(a.held_out if a.held_out is not None else (6 if cuda else 1))]
     loader = torch.utils.data.DataLoader(
-        data.BatchStream(a.seed, state["batch"], pages, tekken), batch_size=None, num_workers=workers,
+        data.BatchStream(a.seed, state["batch"], pages, tekken, state["width"], state["reuse"]),
+        batch_size=None, num_workers=workers,
         pin_memory=cuda, prefetch_factor=4 if workers else None, persistent_workers=False)
     state["calls"] += 1
     log_every = a.log_every or (25 if cuda else 1)
     began = time.monotonic()
     last_ckpt = began
-    window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "loss": 0.0, "acc": [0, 0], "n": 0}
+    window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "n": 0}
     calib_start, first_step = None, state["step"]
     history = []
     it = iter(loader)
@@ -189,16 +194,16 @@ def main(argv=None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-            loss, correct = forward(b["tokens"], b["images"], b["seq_image"], b["labels"])
+            loss, correct = forward(b["tokens"], b["images"], b["seq_image"], b["label_index"], b["targets"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        n_labels = int((batch["labels"] != -100).sum())
+        n_labels = len(batch["targets"])
         state["step"] += 1
         state["batch"] += 1
         state["sequences"] += len(batch["tokens"])
-        state["pages"] += len(batch["images"])
+        state["page_visits"] += len(batch["images"])
         window["seqs"] += len(batch["tokens"])
         window["pages"] += len(batch["images"])
         window["tokens"] += int(batch["real_tokens"])
@@ -237,7 +242,8 @@ def main(argv=None) -> dict:
                "history": history, "final_lr": lr_at(state["step"], state["total_steps"] or 10**9, a.lr, a.warmup)}
     log(f"held-out (teacher-forced): {json.dumps(metrics['held_out'])}")
     if a.export:
-        extra = {"trained": {"steps": state["step"], "sequences": state["sequences"], "pages": state["pages"],
+        extra = {"trained": {"steps": state["step"], "sequences": state["sequences"],
+                             "page_visits": state["page_visits"], "reuse": state["reuse"],
                              "seconds": round(state["train_s"]), "seed": a.seed,
                              "held_out_exact": metrics["held_out"]["exact"]}}
         folder = export.export(model, a.export, extra)

@@ -9,12 +9,14 @@ code vLLM runs with tokenizer_mode=mistral. The answer is the task's compact JSO
 order, no whitespace, as xgrammar with disable_any_whitespace writes it) + </s>; only answer tokens
 carry a loss. Every answer is validated against the schema the engine would enforce.
 
-One batch = pages of one shape (so images stack), each page rendered once and asked 1-3 requests.
+One batch = pages of one shape (so images stack), each asked 3-6 requests; a block of pages is
+rendered once and comes back `reuse` times with other questions (batch_of).
 """
 from __future__ import annotations
 
 import json
 import random
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from tools.reader import pagegen
 VOCAB_SIZE = 4096  # tokenizer total: 1000 special tokens + the first 3096 tekken ranks (256 bytes first)
 NUM_SPECIAL = 1000
 IMAGE_CONFIG = {"image_patch_size": 14, "max_image_size": 1540, "spatial_merge_size": 2}
+IMG = 10  # [IMG]: its embedding is replaced by the image's features
 KINDS = ("docvqa", "docvqa-together", "chartqa", "chartqa-together", "fields")  # batch["kind"] codes
 
 
@@ -45,18 +48,22 @@ def write_tekken(path: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
     return path
 
 
-class _SameImageEncoder:
-    """mistral_common's image encoder, run once per distinct image: the requests of one page share it."""
+class _ImageCache:
+    """mistral_common's image encoder, run once per distinct image (the last `size` images are kept):
+    the requests of a page, and the batches that reuse the page, share its encoding."""
 
-    def __init__(self, inner):
-        self.inner, self._url, self._value = inner, None, None
+    def __init__(self, inner, size: int = 64):
+        self.inner, self.size, self.cache = inner, size, OrderedDict()
 
     def __call__(self, chunk):
         url = chunk.get_url() if hasattr(chunk, "get_url") else None
-        if url is None or url != self._url:
-            self._value = self.inner(chunk)
-            self._url = url
-        return self._value
+        if url is None:
+            return self.inner(chunk)
+        if url not in self.cache:
+            self.cache[url] = self.inner(chunk)
+            while len(self.cache) > self.size:
+                self.cache.popitem(last=False)
+        return self.cache[url]
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -68,7 +75,7 @@ def tokenizer(tekken_path: str):
 
     tok = MistralTokenizer.from_file(tekken_path)
     instruct = tok.instruct_tokenizer
-    instruct.image_encoder = _SameImageEncoder(instruct.image_encoder)
+    instruct.image_encoder = _ImageCache(instruct.image_encoder)
     return tok
 
 
@@ -105,17 +112,18 @@ def _check_order(value: Any, schema: dict) -> None:
                 _check_order(item, sub.get("items", sub) if isinstance(v, list) else sub)
 
 
-def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 2) -> list[tuple[str, str, str]]:
+def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 3) -> list[tuple[str, str, str]]:
     """(task, instruction, answer JSON) of the requests asked of this page: `singles` questions alone,
     several together ({"answers": [...]}, 2-4), and for invoices the invoice fields."""
     t = tasks()
     out = []
     name, pairs = ("chartqa", page.chartqa) if page.kind == "chart" else ("docvqa", page.docvqa)
-    pool = list(pairs)
-    for _ in range(singles):  # distinct questions, unanswerable ones less often
-        q, a = rng.choices(pool, [0.25 if a == pagegen.UNANSWERABLE else 1.0 for _, a in pool])[0]
-        pool.remove((q, a))
-        out.append((name, t[name].instruction(q), a))
+    answerable = [(q, a) for q, a in pairs if a != pagegen.UNANSWERABLE]
+    unanswerable = [(q, a) for q, a in pairs if a == pagegen.UNANSWERABLE]
+    picked = rng.sample(answerable, min(singles, len(answerable)))
+    if unanswerable and rng.random() < 0.2:
+        picked.append(rng.choice(unanswerable))
+    out += [(name, t[name].instruction(q), a) for q, a in picked]
     if rng.random() < (0.9 if page.kind != "report" else 0.6):
         group = rng.sample(pairs, min(len(pairs), rng.randint(2, 4)))
         out.append((name, t[name].batched_instruction([q for q, _ in group]), {"answers": [a for _, a in group]}))
@@ -158,15 +166,31 @@ def encode(tok, image_png: bytes, instruction: str, answer: str | None) -> tuple
     return prompt + tail, len(prompt), image
 
 
-def make_batch(seed: int, index: int, pages: int, tekken_path: str, pad_id: int = 11) -> dict[str, torch.Tensor]:
-    """Batch `index` of the stream `seed`: same inputs whatever process makes it."""
+def batch_of(position: int, width: int, reuse: int) -> tuple[int, int]:
+    """Stream position -> (page block, repeat). Each block of pages comes back `reuse` times, with other
+    questions, `width` positions apart: a DataLoader of `width` workers renders each page once."""
+    rounds, k = divmod(position, width)
+    return (rounds // reuse) * width + k, rounds % reuse
+
+
+_PAGES: dict[tuple, list] = {}  # this process's last page block: (seed, block) -> [(page, png)]
+
+
+def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: int = 1, reuse: int = 1,
+               pad_id: int = 11) -> dict[str, torch.Tensor]:
+    """Batch `position` of the stream `seed`: the same inputs whatever process makes it."""
     tok = tokenizer(tekken_path)
-    rng = random.Random(f"docintel-reader-batch-{seed}-{index}")
-    shape = rng.choice(list(pagegen.SHAPES))
+    block, repeat = batch_of(position, width, reuse)
+    key = (seed, block, pages)
+    if key not in _PAGES:
+        rng = random.Random(f"docintel-reader-pages-{seed}-{block}")
+        shape = rng.choice(list(pagegen.SHAPES))
+        made = [pagegen.make_page(rng.getrandbits(48), shape=shape) for _ in range(pages)]
+        _PAGES.clear()
+        _PAGES[key] = [(page, render(page)) for page in made]
+    rng = random.Random(f"docintel-reader-questions-{seed}-{block}-{repeat}")
     images, seqs, seq_image, kinds = None, [], [], []
-    for j in range(pages):
-        page = pagegen.make_page(rng.getrandbits(48), shape=shape)
-        png = render(page)
+    for j, (page, png) in enumerate(_PAGES[key]):
         for task_name, instruction, answer in requests_for(page, rng):
             tokens, n_prompt, image = encode(tok, png, instruction, answer)
             seqs.append((tokens, n_prompt))
@@ -178,25 +202,31 @@ def make_batch(seed: int, index: int, pages: int, tekken_path: str, pad_id: int 
     length = -(-max(len(t) for t, _ in seqs) // 64) * 64
     tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
     labels = torch.full((len(seqs), length), -100, dtype=torch.long)
+    n_image = (images.shape[2] // 28) * (images.shape[3] // 28)
     for i, (t, n_prompt) in enumerate(seqs):
         tokens[i, : len(t)] = torch.tensor(t)
         labels[i, n_prompt - 1: len(t) - 1] = torch.tensor(t[n_prompt:])
-    return {"images": images, "tokens": tokens, "labels": labels,
-            "seq_image": torch.tensor(seq_image), "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _ in seqs))}
+        assert t.count(IMG) == n_image, "each sequence needs exactly its image's [IMG] tokens"
+    label_index = (labels.view(-1) != -100).nonzero().squeeze(1)
+    return {"images": images, "tokens": tokens, "labels": labels, "label_index": label_index,
+            "targets": labels.view(-1)[label_index], "seq_image": torch.tensor(seq_image),
+            "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _ in seqs))}
 
 
 class BatchStream(torch.utils.data.IterableDataset):
-    """Batches start, start+1, ... of one seed; DataLoader worker k makes those with index % workers == k,
-    and the DataLoader hands them back in order, so the stream is the same for any worker count."""
+    """Positions start, start+1, ... of one seed's stream; DataLoader worker k of n makes those with
+    (position - start) % n == k, and the DataLoader hands them back in order. What a position holds
+    depends on (seed, width, reuse) only; with n == width each worker renders its pages once."""
 
-    def __init__(self, seed: int, start: int, pages: int, tekken_path: str):
+    def __init__(self, seed: int, start: int, pages: int, tekken_path: str, width: int, reuse: int):
         self.seed, self.start, self.pages, self.tekken_path = seed, start, pages, tekken_path
+        self.width, self.reuse = width, reuse
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         k, n = (info.id, info.num_workers) if info else (0, 1)
         torch.set_num_threads(1)
-        index = self.start + k
+        position = self.start + k
         while True:
-            yield make_batch(self.seed, index, self.pages, self.tekken_path)
-            index += n
+            yield make_batch(self.seed, position, self.pages, self.tekken_path, self.width, self.reuse)
+            position += n

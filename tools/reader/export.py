@@ -44,7 +44,8 @@ def export(model: TinyReader, out: str | Path, extra: dict | None = None, shard_
         shards[-1][name] = tensor
         size += nbytes
     for k, shard in enumerate(shards, 1):
-        name = "consolidated.safetensors" if len(shards) == 1 else f"consolidated-{k:05d}-of-{len(shards):05d}.safetensors"
+        name = ("consolidated.safetensors" if len(shards) == 1
+                else f"consolidated-{k:05d}-of-{len(shards):05d}.safetensors")
         save_file(shard, str(out / name), metadata={"format": "pt"})
     marker = {"kind": "tiny-reader", "note": "test instrument trained on generated pages, not a document model",
               "render": dict(pagegen.RENDER), "parameters": sum(t.numel() for t in state.values())}

@@ -255,7 +255,7 @@ class TinyReader(nn.Module):
         h = self.tok_embeddings(tokens)
         feats = self.image_features(images)[seq_image]  # (S, L, dim)
         mask = tokens == self.args.vision_encoder.image_token_id
-        if not torch.compiler.is_compiling():
+        if not self.training:  # (a GPU sync: training batches are checked when they are made)
             assert bool((mask.sum(1) == feats.shape[1]).all()), "each sequence needs exactly its image's [IMG] tokens"
         h = h.masked_scatter(mask.unsqueeze(-1), feats.to(h.dtype))
         freqs = self._freqs(h.device)[: tokens.shape[1]]
@@ -266,18 +266,19 @@ class TinyReader(nn.Module):
     def logits(self, tokens: torch.Tensor, images: torch.Tensor, seq_image: torch.Tensor) -> torch.Tensor:
         return self.output(self.norm(self.hidden_states(tokens, images, seq_image)))
 
-    def loss(self, tokens, images, seq_image, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy over positions with a label (labels[s, t] = the token after t, or -100)."""
+    def loss(self, tokens, images, seq_image, label_index, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy at the flat positions `label_index` of (S, T), whose next tokens are
+        `targets` (index lists made on the CPU: boolean masks here would sync the GPU)."""
         h = self.hidden_states(tokens, images, seq_image)
-        keep = labels != -100
-        logits = self.output(self.norm(h[keep])).float()
-        target = labels[keep]
-        loss = F.cross_entropy(logits, target)
-        correct = (logits.argmax(-1) == target).sum()
+        h = h.reshape(-1, h.shape[-1]).index_select(0, label_index)
+        logits = self.output(self.norm(h)).float()
+        loss = F.cross_entropy(logits, targets)
+        correct = (logits.argmax(-1) == targets).sum()
         return loss, correct
 
     @torch.no_grad()
-    def greedy(self, prompt: list[int], image: torch.Tensor, max_new: int, eos: int) -> tuple[list[int], list[torch.Tensor]]:
+    def greedy(self, prompt: list[int], image: torch.Tensor, max_new: int,
+               eos: int) -> tuple[list[int], list[torch.Tensor]]:
         """Greedy continuation of one prompt (no KV cache: for checks); also each step's log-probs."""
         tokens, logprobs = list(prompt), []
         zero = torch.zeros(1, dtype=torch.long, device=image.device)

@@ -20,6 +20,7 @@ import pymupdf
 SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
 RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
 FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
+_SCALE = {"helv": 1.0, "tiro": 1.1, "cour": 1.1}  # Times and Courier have smaller capitals per em
 
 _VENDOR_A = ["Acme", "Northwind", "Blue River", "Summit", "Redwood", "Silverline", "Greenfield", "Lakeside",
              "Brightstar", "Oakridge", "Ironbridge", "Westbrook", "Harbor", "Pinecrest", "Maple", "Cobalt",
@@ -117,29 +118,35 @@ class _Canvas:
         if not all(margin <= x0 and x1 <= self.width - margin and margin <= y0 and y1 <= self.height - margin
                    for x0, y0, x1, y1 in boxes):
             return False
-        return not any(a[0] < b[2] + 4 and b[0] < a[2] + 4 and a[1] < b[3] and b[1] < a[3]
+        return not any(a[0] < b[2] + 8 and b[0] < a[2] + 8 and a[1] < b[3] and b[1] < a[3]
                        for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
     def draw(self, page: pymupdf.Page) -> None:
+        shape = page.new_shape()  # one shape, one commit: a commit per text costs more than the text
+        for op in self.ops:
+            if op[0] == "line":
+                shape.draw_line(op[1], op[2])
+                shape.finish(color=(0, 0, 0), width=0.8)
+            elif op[0] == "rect":
+                shape.draw_rect(pymupdf.Rect(*op[1]))
+                shape.finish(color=None, fill=op[2])
         for op in self.ops:
             if op[0] == "text":
-                page.insert_text((op[1], op[2]), op[3], fontname=op[4], fontsize=op[5])
-            elif op[0] == "line":
-                page.draw_line(op[1], op[2], color=(0, 0, 0), width=0.8)
-            elif op[0] == "rect":
-                page.draw_rect(pymupdf.Rect(*op[1]), color=None, fill=op[2])
+                shape.insert_text((op[1], op[2]), op[3], fontname=op[4], fontsize=op[5])
+        shape.commit()
 
 
-def _fit(rng: random.Random, width: float, height: float, layout, sizes: range) -> _Canvas:
-    """The first (largest) size whose layout fits; the smallest if none does."""
+def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> _Canvas:
+    """The largest size at which one of the layout variants fits (tried in order); else the smallest."""
     state = rng.getstate()
     canvas = None
     for size in sizes:
-        rng.setstate(state)  # same random layout choices at every size
-        canvas = _Canvas(width, height)
-        layout(canvas, size)
-        if canvas.fits():
-            break
+        for variant in variants:
+            rng.setstate(state)  # same random layout choices at every size
+            canvas = _Canvas(width, height)
+            layout(canvas, size) if variant is None else layout(canvas, size, variant)
+            if canvas.fits():
+                return canvas
     return canvas
 
 
@@ -169,35 +176,36 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
     due_label = rng.choice(["Due date:", "Payment due:", "Due:"])
     total_label = rng.choice(["Total:", "Total due:", "Amount due:", "TOTAL"])
     head = rng.choice(["Description", "Item"]), rng.choice(["Qty", "Quantity"]), rng.choice(["Amount", "Total"])
-    two_col = shape == "landscape" or rng.random() < 0.3
+    variants = ("two_col", "stacked") if shape == "landscape" or rng.random() < 0.3 else ("stacked", "two_col")
     lines = {"no": f"{no_label} {inv_no}", "date": f"{date_label} {date}",
              "due": f"{due_label} {due}" if due else None, "buyer": f"Bill to: {buyer}" if buyer else None,
              "subtotal": f"Subtotal: {money(subtotal)}" if tax is not None else None,
              "tax": (f"Tax ({round(rate * 100)}%): {money(tax)}" if rng.random() < 0.5 else f"Tax: {money(tax)}")
              if tax is not None else None, "total": f"{total_label} {total_text}"}
     ruled, heading_word = rng.random() < 0.5, rng.random() < 0.5
-    align = rng.choice(["left", "left", "center", "right"]) if not two_col else "left"
+    align = rng.choice(["left", "left", "center", "right"])
     totals_right = rng.random() < 0.5
     mx, my = rng.randint(18, 40), rng.randint(14, 40)
 
-    def layout(c: _Canvas, fs: int) -> None:
+    def layout(c: _Canvas, fs: int, mode: str) -> None:
+        two_col = mode == "two_col"
         step, ts = fs * 1.45, fs + rng.randint(4, 8)
-        x_title = {"left": mx, "center": width / 2, "right": width - mx}[align]
+        x_title = {"left": mx, "center": width / 2, "right": width - mx}["left" if two_col else align]
         y = my + ts
         c.text(x_title, y, vendor, bold, ts, align)
         if heading_word:
             y += ts * 1.3
             c.text(x_title, y, "INVOICE", bold, fs + 2, align)
         info = [lines[k] for k in ("no", "date", "due") if lines[k]]
-        if two_col:
+        if two_col:  # vendor left, number and dates right, bill-to below both
             yr = my + fs
             for s in info:
                 c.text(width - mx, yr, s, reg, fs, "right")
                 yr += step
+            y = max(y, yr - step)
             if lines["buyer"]:
                 y += step * 1.2
                 c.text(mx, y, lines["buyer"], reg, fs)
-            y = max(y, yr - step)
         else:
             y += step * 0.4
             for s in info + ([lines["buyer"]] if lines["buyer"] else []):
@@ -222,7 +230,7 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
                 size, font = (fs + 1, bold) if key == "total" else (fs, reg)
                 c.text(x_amt if totals_right else mx, y, lines[key], font, size, "right" if totals_right else "left")
 
-    canvas = _fit(rng, width, height, layout, range(rng.randint(18, 22), 13, -1))
+    canvas = _fit(rng, width, height, layout, range(round(rng.randint(19, 24) * _SCALE[reg]), 13, -1), variants)
     qa = [("What is the total amount?", {"answer": total_text, "evidence": lines["total"]}),
           ("What is the date?", {"answer": date, "evidence": lines["date"]}),
           ("What is the invoice number?", {"answer": inv_no, "evidence": lines["no"]}),
@@ -244,9 +252,10 @@ def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, di
         title = " ".join(parts[rng.random() < 0.3:] + ([str(rng.randint(2018, 2026))] if rng.random() < 0.5 else []))
     date = _date(rng)
     date_line = rng.choice(["Date: {}", "{}", "Issued: {}", "Dated {}"]).format(date)
-    extra = [f"Prepared by: {_name(rng)}" if not letter else f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(_LAST)},",
-             f"Department: {rng.choice(_TOPIC)}"]
-    body = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 7))).capitalize() for _ in range(rng.randint(3, 7))]
+    greeting = f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(_LAST)},"
+    extra = [greeting if letter else f"Prepared by: {_name(rng)}", f"Department: {rng.choice(_TOPIC)}"]
+    body = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 7))).capitalize()
+            for _ in range(rng.randint(3, 7))]
     reg, bold = rng.choice(FONTS)
     align = rng.choice(["left", "left", "center"])
     date_first = rng.random() < 0.4
@@ -274,7 +283,7 @@ def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, di
             if y > height - 3 * fs:
                 break
 
-    canvas = _fit(rng, width, height, layout, range(rng.randint(22, 30), 15, -1))
+    canvas = _fit(rng, width, height, layout, range(round(rng.randint(22, 30) * _SCALE[reg]), 15, -1))
     qa = [("What is the title?", {"answer": title, "evidence": title}),
           ("What is the date?", {"answer": date, "evidence": date_line}),
           ("What is the total amount?", UNANSWERABLE), ("What is the invoice number?", UNANSWERABLE)]
@@ -303,7 +312,7 @@ def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dic
     mx, title_align = rng.randint(20, 50), rng.choice(["left", "center"])
 
     def layout(c: _Canvas, ts: int) -> None:
-        fs = max(14, ts - 4)
+        fs = max(15, ts - 2)
         c.text(width / 2 if title_align == "center" else mx, 16 + ts, title, bold, ts, title_align)
         top, base = 16 + ts * 2 + fs * 1.6, height - fs * 2.2
         slot = (width - 2 * mx) / len(labels)
@@ -316,7 +325,7 @@ def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dic
             c.text(cx, base - h - fs * 0.35, text, reg, fs, "center")
             c.text(cx, base + fs * 1.3, label, reg, fs, "center")
 
-    canvas = _fit(rng, width, height, layout, range(rng.randint(18, 24), 13, -1))
+    canvas = _fit(rng, width, height, layout, range(round(rng.randint(18, 24) * _SCALE[reg]), 13, -1))
     chartqa = [(f"What is the value for {label}?", {"answer": text, "value": number(value), "unit": unit})
                for label, value, text in zip(labels, values, printed)]
     top = values.index(max(values))
