@@ -68,7 +68,8 @@ def test_engine_feeding_and_timeout_settings():
 
 def test_dummy_weights_are_labelled_on_every_row():
     from pipeline.config import EngineSpec
-    from pipeline.engine import engine_args, model_label
+    from pipeline.demo_model import model_label
+    from pipeline.engine import engine_args
 
     spec = EngineSpec(model="/models/mistral-small-3.2", load_format="dummy")
     assert "random weights" in model_label(spec) and "meaningless" in model_label(spec)

@@ -11,10 +11,9 @@ from docgen import make_pdf, make_png
 from pipeline.evaluate import load_gold, manifest_entries, score_items
 
 
-def _row(uri, page, question, answer, doc_answer=None, **kw):
+def _row(uri, page, question, answer, **kw):
     return dict(doc_id="d", source_uri=uri, page_index=page, question=question,
                 answer_json=json.dumps(answer) if answer is not None else None,
-                doc_answer_json=json.dumps(doc_answer) if doc_answer is not None else None,
                 width=1024, height=1325, latency_s=0.5, prompt_tokens=1400, output_tokens=12,
                 valid=answer is not None, error_kind=None if answer is not None else "invalid_output", **kw)
 
@@ -31,7 +30,7 @@ def test_published_docvqa_and_chartqa_formats(tmp_path):
     assert item.document == str(tmp_path / "png" / "c.png") and item.answers == ["77"]
 
 
-def test_scores_join_on_page_and_fall_back_to_the_document_rollup():
+def test_scores_join_on_page_and_use_the_document_table_without_one():
     from pipeline.evaluate import GoldItem
 
     items = [GoldItem("/a.pdf", "Total?", ["1,234.50"], page_index=0),
@@ -40,11 +39,14 @@ def test_scores_join_on_page_and_fall_back_to_the_document_rollup():
              GoldItem("/c.pdf", "Total?", ["5"], page_index=0)]  # never answered: scored 0, not dropped
     rows = [_row("/a.pdf", 0, "Total?", {"answer": "1,234.50"}),
             _row("/a.pdf", 0, "Date?", {"answer": "2026-03-41"}),
-            _row("/b.pdf", 1, "Total?", {"answer": "no"}, doc_answer={"answer": "98,000.00"})]
-    got = score_items(items, rows, "docvqa", "r").to_pylist()
+            _row("/b.pdf", 1, "Total?", {"answer": "no"}, confidence=0.2)]
+    documents = [{"source_uri": "/b.pdf", "question": "Total?", "answer_json": json.dumps({"answer": "98,000.00"}),
+                  "confidence": 0.9, "doc_id": "d"}]
+    got = score_items(items, rows, "docvqa", "r", documents).to_pylist()
     # "2026-03-14" vs "2026-03-41": 2 substitutions over 10 chars -> NL 0.2 -> ANLS 0.8
     assert [r["score"] for r in got] == [1.0, pytest.approx(0.8), 1.0, 0.0]
     assert got[3]["error_kind"] == "missing_row" and got[2]["prediction"] == "98,000.00"
+    assert got[2]["confidence"] == 0.9 and got[2]["valid"]  # the document row's, not page 1's
 
 
 def test_chartqa_scores_the_value_kept_apart_from_its_unit():
@@ -90,13 +92,14 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
     assert "anls" in proc.stdout and "report.html" in proc.stdout
     scores = pq.read_table(tmp_path / "out" / "_eval" / "ev" / "scores.parquet").to_pylist()
     assert len(scores) == 3 and all(0.0 <= s["score"] <= 1.0 and s["metric"] == "anls" for s in scores)
-    assert all(s["valid"] and s["prediction"] is not None for s in scores)  # noise, but scored
-    assert [s["page_index"] for s in scores] == [0, None, 0]  # None: scored on the document roll-up
+    # noise, but scored (random weights may write a number the pipeline refuses: then not valid)
+    assert sum(s["valid"] and s["prediction"] is not None for s in scores) >= 2
+    assert [s["page_index"] for s in scores] == [0, None, 0]  # None: scored on the document table
     html = (tmp_path / "out" / "_eval" / "ev" / "report.html").read_text()
     assert "<svg" in html and "docvqa" in html
     # The rows of the run are where any run's rows are; the eval folder stays out of the dataset.
     # every question of a document is asked of each of its pages: invoice 2 pages x 2, receipt 1
-    assert pq.read_table(tmp_path / "out").num_rows == 5
+    assert pq.read_table(tmp_path / "out" / "pages").num_rows == 5
 
 
 @pytest.mark.engine
