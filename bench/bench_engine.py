@@ -35,7 +35,7 @@ def make_pages(folder: Path, n: int, questions: list[str], max_side: int) -> lis
     for i in range((n + 1) // 2):
         path = make_pdf(folder / f"doc{i}.pdf", pages=2, title=f"Invoice {1000 + i}", total=f"{i},234.50")
         data = path.read_bytes()
-        doc = {"doc_id": content_id(data), "source_uri": str(path), "questions": json.dumps(questions),
+        doc = {"doc_id": content_id(data), "source_uri": str(path), "questions": list(questions),
                "data": data, "error_kind": None, "error": None}
         rows += split_document(doc, RenderSpec(dpi=200, max_side=max_side))
     return rows[:n]
@@ -55,44 +55,42 @@ def main() -> None:
     ap.add_argument("--out", default="bench_engine.json")
     args = ap.parse_args()
 
-    import pyarrow as pa
-
     from pipeline.engine import EngineActor
+    from pipeline.prompts import request_row
+    from pipeline.rows import REQUEST
+    from pipeline.tasks import get_task
 
     questions = QUESTIONS[: args.questions]
     engine = EngineSpec(model=args.model, max_model_len=16384, batch_size=args.pages,
                         max_num_batched_tokens=args.max_num_batched_tokens, enforce_eager=args.enforce_eager,
                         gpu_memory_utilization=0.9)
     started = time.monotonic()
-    actor = EngineActor(engine.model_dump(), TaskSpec(questions=questions).model_dump(), args.device)
+    actor = EngineActor(engine, args.device, None)
     print(json.dumps({"engine_start_s": round(time.monotonic() - started, 1)}), flush=True)
-
-    from pipeline.tasks import get_task
 
     results = []
     tmp = Path("/tmp/bench_pages")
     for side in [int(s) for s in args.sides.split(",")]:
         pages = make_pages(tmp / str(side), args.pages, questions, side)
-        table = pa.Table.from_pylist(pages)
         for mode in args.modes.split(","):
             spec = TaskSpec(questions=questions, question_mode=mode, max_tokens=args.max_tokens,
                             retry_max_tokens=args.max_tokens)  # no retries: measure one pass
-            actor.task, actor.task_spec = get_task("docvqa", spec), spec
-            actor(pa.Table.from_pylist(pages[:2]))  # warm-up (grammar compile, first shapes)
+            task = get_task("docvqa", spec)
+            table = REQUEST.table([request_row(p, task, spec, None, engine.max_model_len) for p in pages])
+            actor(table.slice(0, 2))  # warm-up (grammar compile, first shapes)
             t0 = time.monotonic()
             rows = actor(table).to_pylist()
             seconds = time.monotonic() - t0
-            requests = {}
-            for r in rows:  # token counts are per request; rows of one request share them
-                requests.setdefault((r["doc_id"], r["page_index"], r["request_questions"] == 1 and r["question"]), r)
-            prompt = sum(r["prompt_tokens"] or 0 for r in requests.values())
-            output = sum(r["output_tokens"] or 0 for r in requests.values())
-            result = dict(side=side, mode=mode, pages=len(pages), questions=len(questions), rows=len(rows),
-                          requests=len(requests), seconds=round(seconds, 2),
-                          pages_per_s=round(len(pages) / seconds, 3), answers_per_s=round(len(rows) / seconds, 2),
+            outputs = [o for r in rows for o in r["outputs"]]  # one per engine request
+            prompt = sum(o["prompt_tokens"] or 0 for o in outputs)
+            output = sum(o["output_tokens"] or 0 for o in outputs)
+            answers = sum(len(p["questions"]) for r in rows for p in r["prompts"])
+            result = dict(side=side, mode=mode, pages=len(pages), questions=len(questions), rows=answers,
+                          requests=len(outputs), seconds=round(seconds, 2),
+                          pages_per_s=round(len(pages) / seconds, 3), answers_per_s=round(answers / seconds, 2),
                           prompt_tokens=prompt, output_tokens=output,
                           prompt_tokens_per_page=round(prompt / len(pages)),
-                          errors=sum(1 for r in rows if r["error_kind"]))
+                          errors=sum(1 for o in outputs if o["error_kind"]))
             results.append(result)
             print(json.dumps(result), flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))

@@ -7,7 +7,7 @@
         [--set engine.quantization=fp8 ...]                      # raw only, several resolutions
 
 raw:      `vllm.LLM.chat` over every page in one call, with the exact requests the pipeline makes
-          (pipeline.engine.expand_requests + sampling_params + engine_args), pages pre-rendered.
+          (pipeline.prompts.request_row + sampling_params + engine_args), pages pre-rendered.
 pipeline: `docintel run` over the same PDFs (Ray Data: read -> render -> engine actor -> parse ->
           Parquet), as a separate process.
 Both exclude engine start-up: raw times its chat call after a warm-up; the pipeline is timed from
@@ -104,7 +104,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     from vllm import LLM
 
     from pipeline import prompts
-    from pipeline.engine import engine_args, expand_requests, sampling_params
+    from pipeline.engine import engine_args, sampling_params
     from pipeline.tasks import get_task
 
     task = get_task(spec.task.name, spec.task)
@@ -121,11 +121,11 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
             t0 = time.monotonic()
             pages = _pages(spec, docs)
             render_s = time.monotonic() - t0
-            requests = [r for p in pages for r in expand_requests(p, task, spec.task, system_prompt,
-                                                                   spec.engine.max_model_len)]
-            assert all(r.messages for r in requests), [r.rows[0]["error"] for r in requests if not r.messages][:3]
-            messages = [r.messages for r in requests]
-            params = [sampling_params(spec.engine, r.schema, spec.task.max_tokens * len(r.rows)) for r in requests]
+            rows = [prompts.request_row(p, task, spec.task, system_prompt, spec.engine.max_model_len) for p in pages]
+            assert all(r["prompts"] for r in rows), [r["error"] for r in rows if not r["prompts"]][:3]
+            requests = [(r, p) for r in rows for p in r["prompts"]]
+            messages = [prompts.build_messages(r["image_url"], p["instruction"], system_prompt) for r, p in requests]
+            params = [sampling_params(spec.engine, json.loads(p["schema_json"]), p["max_tokens"]) for _, p in requests]
             llm.chat(messages[:4], params[:4], use_tqdm=False)  # warm-up: grammars, first shapes
             t0 = time.monotonic()
             outputs = llm.chat(messages, params, use_tqdm=False)
@@ -145,7 +145,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     return results
 
 
-READY = re.compile(r"docintel engine ready in ([\d.]+)s \(pid \d+, at ([\d.]+)\)")
+READY = re.compile(r"engine ready in ([\d.]+)s \(actor pid \d+, engine core \[[\d, ]*\], at ([\d.]+)\)")
 
 
 def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
@@ -173,7 +173,7 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
     ended = time.time()
     if code != 0 or not ready:
         raise SystemExit(f"pipeline run failed (exit {code}); see {log}")
-    rows = output.read_results(str(out), "bench")
+    rows = output.read_pages(str(out), "bench")
     last_row = pc.max(rows["created_at"]).as_py().timestamp()
     # With several replicas, timed from the first one ready (conservative: the others were still starting).
     engine_ready = min(at for _, at in ready)
@@ -193,7 +193,6 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
                 output_tokens_per_page=round(sum(r["output_tokens"] or 0 for r in per_request.values()) / len(pages), 1),
                 engines=len(ready), engine_start_s=[s for s, _ in ready],
                 first_engine_call_after_ready_s=round(first_call - engine_ready, 2),
-                engine_batches=len({r["latency_s"] for r in timing if r["latency_s"] is not None}),
                 write_and_commit_s=round(ended - last_row, 1), wall_s=round(ended - started, 1),
                 render_s_per_page=round(pc.mean(rows["render_s"]).as_py(), 4), gpu_mem_peak_mib=memory.peak)
 

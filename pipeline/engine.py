@@ -152,7 +152,8 @@ class EngineActor:
             _kill(_engine_core_pids())
             raise
         self.ready = True
-        self.health.call("engine_ready", self.actor_id, self.core_pids, os.getpid(), time.monotonic() - started)
+        self.health.call("engine_ready", self.actor_id, self.core_pids, os.getpid(), time.monotonic() - started,
+                         time.time())
         # print, not log: Ray forwards actor stdout to the driver; bench/ reads this line.
         print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, engine core "
               f"{self.core_pids}, at {time.time():.3f})", flush=True)

@@ -66,11 +66,12 @@ class HealthLedger:
         return self.core_pids.pop(actor_id, [])
 
     def engine_ready(self, actor_id: str, core_pids: list[int], pid: int | None = None,
-                     seconds: float | None = None) -> None:
+                     seconds: float | None = None, at: float | None = None) -> None:
         self.ever_ready = True
         self.starts_failed_in_a_row = 0
         self.core_pids[actor_id] = list(core_pids)
-        self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core {list(core_pids)})")
+        self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core {list(core_pids)}, "
+                           f"at {at or 0:.3f})")
 
     def engine_start_failed(self, actor_id: str, error: str) -> None:
         self.starts_failed_in_a_row += 1
