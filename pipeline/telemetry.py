@@ -72,6 +72,7 @@ class Progress:
         self.began = time.monotonic()
         self.last = 0.0
         self.tty = self.stream.isatty()
+        self._printed = ""
 
     def update(self, totals: dict[str, Any], force: bool = False) -> None:
         now = time.monotonic()
@@ -86,6 +87,10 @@ class Progress:
             _metrics()["rate"].set(pages / seconds if seconds else 0.0, {"run_id": self.run_id})
         except Exception:  # noqa: BLE001 - metrics are a view; the run goes on without them
             pass
+        key = f"{pages}/{totals.get('rows', 0)}/{failed}"
+        if force and key == self._printed:
+            return  # the last line already said it
+        self._printed = key
         self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
         self.stream.flush()
 
