@@ -33,7 +33,8 @@ from pipeline.tasks import Task
 log = logging.getLogger(__name__)
 
 ROW_COLUMNS = pa.schema([PAGE_TABLE.schema.field(n) for n in
-                         (*rollup.COLUMNS, "prompt_tokens", "output_tokens", "request_questions")])
+                         (*rollup.COLUMNS, "prompt_tokens", "output_tokens", "request_questions")]
+                        + [pa.field("path", pa.string())])  # the staged file a row came from
 _M = "m_"  # manifest columns in the commit's result rows
 
 
@@ -59,17 +60,33 @@ def _result_shape(ctx: CommitContext) -> Shape:
     extra += [Column(_M + c.name, c.type, True, c.description) for c in MANIFEST.columns if c.name != "source_uri"]
     extra += [Column(_M + n, pa.int64(), True, "") for n in ("prompt_tokens", "output_tokens")]
     extra.append(Column(_M + "kind_counts", pa.string(), True, "JSON: error kind -> rows"))
+    extra.append(Column(_M + "path", pa.string(), True, "superseded: the staged file that holds a page twice"))
     return ctx.document_shape.extend("commit_result", extra).nullable()
+
+
+def _once(rows: list[dict]) -> tuple[list[dict], list[tuple[str, int | None]]]:
+    """A page is in one file, by construction (writer.py). Should it be in two (a writer of a killed
+    attempt that lived on for a moment on a cluster), the rows of the first file win and the other
+    file's copies are returned as superseded (file, page): the commit takes them out of the run."""
+    files: dict[int | None, set[str]] = {}
+    for row in rows:
+        files.setdefault(row["page_index"], set()).add(row["path"])
+    keep = {page: min(paths) for page, paths in files.items()}
+    superseded = [(path, page) for page, paths in files.items() for path in sorted(paths) if path != keep[page]]
+    return [r for r in rows if r["path"] == keep[r["page_index"]]], superseded
 
 
 def settle_document(source_uri: str, listed: dict | None, rows: list[dict], ctx: CommitContext) -> list[dict]:
     """Step 2 for one document (runs in Ray)."""
+    rows, superseded = _once(rows)
     now = layout.now_utc()
     base = {"run_id": ctx.paths.run_id, "task": ctx.task.name, "model_id": ctx.model_id,
             "prompt_version": ctx.task.prompt_version, "created_at": now}
     lost = accounting.missing_rows(source_uri, rows, ctx.max_pages, base) if listed is not None else []
     everything = rows + [{c: r.get(c) for c in ROW_COLUMNS.names} for r in lost]
     out = [dict(r, kind="lost") for r in lost]
+    out += [{"kind": "superseded", "source_uri": source_uri, "doc_id": "", "page_index": page, _M + "path": path}
+            for path, page in superseded]
     out += [dict(r, kind="doc") for r in rollup.document_rows(ctx.task, everything, base, ctx.task.convert)]
     questions = listed.get("questions") if listed else None
     share = [1 / (r.get("request_questions") or 1) for r in everything]
@@ -130,6 +147,7 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
     _write_ray(result.map_batches(_select, batch_format="pyarrow",
                                   fn_kwargs={"kind": "manifest", "shape": MANIFEST, "prefix": _M}), paths.manifest)
     counts = _count(result)
+    _take_out_superseded(result, paths)
 
     faults.pause("commit_move")
     layout.move_files(paths.staging("pages"), paths.pages)  # 4.
@@ -161,5 +179,27 @@ def _count(result) -> dict[str, Any]:
             "failures": dict(failures)}
 
 
-def _select_manifest(batch: pa.Table, cols: list[str]) -> pa.Table:
-    return batch.filter(pc.equal(batch.column("kind"), "manifest")).select(cols)
+def _take_out_superseded(result, paths: layout.RunPaths) -> None:
+    """Rows of a page that another file holds too leave the run: a file that holds nothing else is
+    moved to quarantine; one that holds other pages is replaced by a copy without them. Only
+    happens after a writer outlived its attempt; logged."""
+    gone: dict[str, set] = {}
+    for batch in result.map_batches(_select_manifest, batch_format="pyarrow",
+                                    fn_kwargs={"cols": ["page_index", _M + "path"], "kind": "superseded"}
+                                    ).iter_batches(batch_format="pyarrow", batch_size=None):
+        for page, path in zip(batch.column("page_index").to_pylist(), batch.column(_M + "path").to_pylist()):
+            gone.setdefault(path, set()).add(page)
+    for inner, pages in gone.items():
+        path = next(p for p in layout.list_files(paths.staging("pages")) + layout.list_files(paths.pages)
+                    if layout.open_fs(p)[1] == inner)
+        table = layout.read_parquet(path)
+        keep = [r for r in table.to_pylist() if r["page_index"] not in pages]
+        log.warning("%s holds %d page(s) that another file holds too (a writer outlived its attempt): "
+                    "taken out of the run", path, len(pages))
+        if keep:
+            writer.write_rows(keep, paths.staging("pages"), prefix="part-dedup-")
+        layout.quarantine(path, paths)
+
+
+def _select_manifest(batch: pa.Table, cols: list[str], kind: str = "manifest") -> pa.Table:
+    return batch.filter(pc.equal(batch.column("kind"), kind)).select(cols)

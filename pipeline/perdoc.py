@@ -67,7 +67,8 @@ def _apply(batch: pa.Table, fn: Callable, out_shape: Shape, row_names: list[str]
 
 def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, fn: Callable,
                 out_shape: Shape, documents: int, fn_kwargs: dict | None = None):
-    """A lazy Ray dataset of `out_shape` rows: fn applied to every document (see the module doc)."""
+    """A lazy Ray dataset of `out_shape` rows: fn applied to every document (see the module doc).
+    A `path` column in row_schema is filled with the file each row was read from."""
     import ray
 
     buckets = max(1, min(4096, documents // BUCKET_DOCS + 1))
@@ -77,8 +78,9 @@ def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, f
         _listed_side, batch_format="pyarrow", fn_kwargs={"schema": schema, "buckets": buckets})
     if row_files:
         fs, _ = layout.open_fs(row_files[0])
+        paths = "path" in row_schema.names
         staged = ray.data.read_parquet([layout.open_fs(p)[1] for p in row_files], filesystem=fs,
-                                       columns=row_schema.names)
+                                       columns=[n for n in row_schema.names if n != "path"], include_paths=paths)
         ds = ds.union(staged.map_batches(_rows_side, batch_format="pyarrow",
                                          fn_kwargs={"schema": schema, "buckets": buckets}))
     return ds.groupby("_bucket").map_groups(

@@ -102,3 +102,13 @@ def test_fields_roll_up_field_by_field_into_typed_columns():
     details = {d["field"]: d for d in doc["field_details"]}
     assert (details["total"]["page_index"], details["total"]["pages_agreeing"]) == (0, 2)
     assert details["merchant"]["page_index"] == 1 and doc["confidence"] == pytest.approx(0.8)
+
+
+def test_a_page_written_twice_is_committed_once():
+    from pipeline.commit import _once
+
+    rows = [{"page_index": 0, "path": "b", "q": 1}, {"page_index": 0, "path": "a", "q": 1},
+            {"page_index": 1, "path": "b", "q": 1}, {"page_index": None, "path": "c", "q": 1}]
+    kept, superseded = _once(rows)
+    assert [(r["page_index"], r["path"]) for r in kept] == [(0, "a"), (1, "b"), (None, "c")]
+    assert superseded == [("b", 0)]
