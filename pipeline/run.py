@@ -252,14 +252,13 @@ def run_job(spec: JobSpec) -> RunSummary:
     device = preflight.before_ray(spec, on_cluster)  # fail fast, before Ray starts
     paths = layout.RunPaths(spec.output.path, spec.output.run_id)
     print_ = fingerprint(spec, task)
-    listed = listed_table(refs)
-    _start_record(spec, paths, print_, listed)
-    del refs, listed  # the driver keeps nothing per document from here on
     system_prompt = prompts.load_system_prompt(spec.engine.system_prompt, spec.engine.model)
     owns_ray = not ray.is_initialized()
     _init_ray(spec)
     try:
-        device = preflight.after_ray(spec, device)
+        device = preflight.after_ray(spec, device)  # the cluster's checks: before anything is written
+        _start_record(spec, paths, print_, listed_table(refs))
+        del refs  # the driver keeps nothing per document from here on
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
