@@ -8,6 +8,7 @@
     docintel demo-model ./demo-model      # tiny random-weight model for CPU demos and tests
     docintel runs OUTPUT                  # every run under an output, committed or not
     docintel show OUTPUT RUN_ID           # one run's summary and failed documents
+    docintel review OUTPUT [--run RUN_ID] [--where SQL] [--limit N] --out review.html
 
 Exit codes: see `Exit` below (and the README's reliability section).
 """
@@ -247,8 +248,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from pipeline import review
+
+    _apply_storage(args)
+    try:
+        sel = review.write_review(args.output, args.out, args.run, args.where, args.limit, args.max_side)
+    except review.ReviewError as exc:
+        print(f"docintel: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    print(f"{args.out}: {len(sel.rows):,} of {sel.matching:,} matching rows of run {sel.run_id}")
+    return 0
+
+
 def _add_browse_commands(sub) -> None:
-    """Read-only commands over an output: `runs`, `show` (pipeline/runs.py)."""
+    """Read-only commands over an output: `runs`, `show` (pipeline/runs.py), `review` (pipeline/review.py)."""
     def storage(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint-url", help="S3-compatible endpoint (as storage.endpoint_url of the run)")
         p.add_argument("--region", help="object store region (as storage.region)")
@@ -264,6 +278,15 @@ def _add_browse_commands(sub) -> None:
     sh.add_argument("--limit", type=int, default=50, help="failed documents listed (default 50)")
     storage(sh)
     sh.set_defaults(func=cmd_show)
+    rv = sub.add_parser("review", help="one HTML file to check answers on their pages (boxes drawn)")
+    rv.add_argument("output", help="output folder or URI")
+    rv.add_argument("--run", metavar="RUN_ID", help="a committed run (default: the latest)")
+    rv.add_argument("--where", metavar="SQL", help='DuckDB predicate over the page table, e.g. "confidence < 0.6"')
+    rv.add_argument("--limit", type=int, default=200, help="rows shown, errors first, least confident first")
+    rv.add_argument("--max-side", type=int, default=700, help="longest side of the page pictures, px")
+    rv.add_argument("--out", required=True, help="the HTML file to write")
+    storage(rv)
+    rv.set_defaults(func=cmd_review)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -127,7 +127,8 @@ def build_output(out: str) -> None:
     d = f"{out.rstrip('/')}/docs"
     p9 = [page_row("nightly-9", f"{d}/a.pdf", i, q) for i in (0, 1) for q in ("What is the total?", Q2)]
     p9 += [page_row("nightly-9", f"{d}/b.png", 0, q) for q in ("What is the total?", Q2)]
-    docs9 = [doc_row("nightly-9", f"{d}/{n}", question=q) for n in ("a.pdf", "b.png") for q in ("What is the total?", Q2)]
+    docs9 = [doc_row("nightly-9", f"{d}/{n}", question=q)
+             for n in ("a.pdf", "b.png") for q in ("What is the total?", Q2)]
     write_committed(out, "nightly-9", p9, docs9, _t(13), _t(13, 10), seconds=12.0)
 
     r = "nightly-10"
@@ -141,9 +142,11 @@ def build_output(out: str) -> None:
               doc_row(r, f"{d}/broken.pdf", "failed", error_kinds=["corrupt_pdf"], error=LONG_ERROR),
               doc_row(r, f"{d}/broken.pdf", "failed", Q2, error_kinds=["corrupt_pdf"], error=LONG_ERROR),
               doc_row(r, f"{d}/partial.pdf"),
-              doc_row(r, f"{d}/partial.pdf", "partial", Q2, error_kinds=["engine_error"], error="engine died\nTraceback: ..."),
+              doc_row(r, f"{d}/partial.pdf", "partial", Q2, error_kinds=["engine_error"],
+                      error="engine died\nTraceback: ..."),
               doc_row(r, f"{d}/missing.pdf", "failed", error_kinds=["not_found"], error="cannot read: No such file"),
-              doc_row(r, f"{d}/same.pdf", "skipped_unchanged", error="same content, same job as in committed run nightly-9")]
+              doc_row(r, f"{d}/same.pdf", "skipped_unchanged",
+                      error="same content, same job as in committed run nightly-9")]
     write_committed(out, r, p10, docs10, _t(14), _t(14, 11), seconds=4.0)
 
     u = "2026-03-15-a"
@@ -318,3 +321,16 @@ def test_cli_on_s3(s3_out):
     done = cli("show", out, "nightly-10", "--endpoint-url", url, env=env)
     assert done.returncode == 0, done.stderr
     assert f"failed   {out}/docs/broken.pdf  (2 of 2 questions)" in done.stdout
+
+
+def test_review_reads_s3_outputs(s3_out, tmp_path):
+    """`docintel review` selects from an S3 page table too (the sources there do not exist: each
+    card says so instead of a picture)."""
+    from pipeline import review
+
+    out, _ = s3_out
+    sel = review.write_review(out, str(tmp_path / "review.html"), where="error_kind IS NOT NULL")
+    assert sel.run_id == "nightly-10" and (sel.matching, sel.total) == (3, 8)
+    assert [r["error_kind"] for r in sel.rows] == ["corrupt_pdf", "not_found", "engine_error"]  # by source
+    text = (tmp_path / "review.html").read_text(encoding="utf-8")
+    assert text.count('<article class="card"') == 3 and "source not readable now: not_found" in text
