@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 DEMO_MARKER = "docintel_demo_model.json"
+READER_MARKER = "docintel_model.json"  # tools/reader/export.py: trained weights (load_format mistral)
 
 # Mistral-Small-3.2-24B-Instruct-2506 as published (params.json of the hub repo).
 _TEXT = dict(dim=5120, n_layers=40, head_dim=128, hidden_dim=32768, n_heads=32, n_kv_heads=8,
@@ -74,9 +75,10 @@ def demo_info(model: str) -> dict | None:
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
     load_format=dummy) and the tiny test reader say what they are."""
-    info = demo_info(spec.model)
-    if info and info.get("kind") == "tiny-reader":
+    trained = Path(spec.model) / READER_MARKER
+    if trained.is_file() and json.loads(trained.read_text()).get("kind") == "tiny-reader":
         return f"{spec.model} [tiny test reader trained on generated pages: not a document model]"
+    info = demo_info(spec.model)
     if info:
         return f"{spec.model} [random weights, {info.get('size', 'tiny')}: answers are meaningless]"
     if spec.load_format == "dummy":
