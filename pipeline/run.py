@@ -114,8 +114,12 @@ def _init_ray(spec: JobSpec) -> None:
              logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
              runtime_env={"env_vars": env_vars} if env_vars else None)
     if not spec.ray.verbose:
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        import ray.data  # noqa: F401 - configures its logger: a file in the session's logs and the console
+
+        logging.getLogger("ray").setLevel(logging.WARNING)
+        for handler in logging.getLogger("ray.data").handlers:  # the file keeps everything
+            if "File" not in type(handler).__name__:
+                handler.setLevel(logging.WARNING)
 
 
 def _log_folder() -> str | None:
@@ -171,7 +175,11 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
         compute=ray.data.ActorPoolStrategy(size=engine.concurrency, max_concurrent_calls_per_actor=in_flight,
                                            enable_true_multi_threading=True),
         num_gpus=engine.tensor_parallel_size if device == "cuda" else 0,
-        num_cpus=1,
+        # On a CPU the engine's work is done in its engine-core process; the actor only feeds it. The
+        # differing CPU share also keeps Ray Data from fusing the read/render/request tasks into the
+        # actor (it fuses a task stage into an actor stage of equal resources): the actor runs the
+        # engine and nothing else, on a GPU node as on a laptop.
+        num_cpus=1 if device == "cuda" else 0.5,
         # An actor that dies is restarted and its batches are retried without limit: that is Ray
         # Data's default for actor pools (max_restarts=-1, max_task_retries=-1; tests/test_house.py
         # checks it), so nothing is set here. What is bounded (start-up, restarts without progress,
