@@ -54,7 +54,10 @@ def select_rows(out: str, run_id: str | None = None, where: str | None = None,
     review order, at most `limit`. DuckDB scans the run's Parquet files through a pyarrow dataset, so
     local folders and object stores read alike, and it is cut off from files: the predicate can only
     see the page table."""
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:  # a test/extra dependency in pyproject.toml, not a core one
+        raise ReviewError("docintel review needs DuckDB for --where and the ordering: pip install duckdb") from None
     import pyarrow.dataset as pads
 
     runs = output.committed_runs(out)
