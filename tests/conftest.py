@@ -27,3 +27,36 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, int]]:
 
     folder = tmp_path_factory.mktemp("corpus")
     return folder, make_corpus(folder)
+
+
+RUNS = ("2026-11-29", "nightly-10")  # a run id that looks like a date must stay a string
+QUESTIONS = ["What is the total?", "What is the date?"]
+
+
+@pytest.fixture(scope="session")
+def output_with_two_runs(tmp_path_factory, corpus, demo_model):
+    """An output folder as a nightly job leaves it: two committed runs of the corpus (2 questions),
+    and a third run whose driver was killed mid-run, with a half-written file in its staging."""
+    import json
+    import shutil
+
+    import jobs
+
+    folder, _ = corpus
+    out = tmp_path_factory.mktemp("two-runs") / "out"
+    for run_id in RUNS:
+        proc = jobs.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(out), "--model", demo_model,
+                        "--run-id", run_id, *jobs.FAST, "--set", f"task.questions={json.dumps(QUESTIONS)}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        out.with_name(f"{run_id}.stdout").write_text(proc.stdout)
+    log = out.parent / "killed.log"
+    proc = jobs.start("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", "killed",
+                      "--question", QUESTIONS[0], *jobs.FAST, "--set", "engine.batch_size=1",
+                      "--set", "output.pages_per_file=1", log=log)
+    jobs.wait_for(lambda: len(jobs.staged_files(out, "killed")) >= 2, 600, "staged files", proc, log)
+    jobs.kill_tree(proc)
+    staged = jobs.staged_files(out, "killed")
+    shutil.copy(staged[0], staged[0] + ".parquet")
+    with open(staged[0] + ".parquet", "r+b") as f:  # a writer killed halfway, on a local disk
+        f.truncate(os.path.getsize(staged[0]) // 2)
+    return out

@@ -61,6 +61,4 @@ def test_incremental_runs_redo_what_changed_and_only_that(tmp_path, demo_model):
     assert answered == ["long.pdf"] and len(skipped) == 5
     long_rows = [r for r in output.read_pages(str(out), "night3").to_pylist() if r["source_uri"].endswith("long.pdf")]
     assert sorted(r["page_index"] for r in long_rows) == [0, 1, 2, 3]
-    # other questions: nothing was answered that way yet
-    _, answered, skipped = run("night4", question="What is the date?", max_pages=4)
-    assert len(answered) == 6 and not skipped
+    # (other questions, task, model, prompts or rendering: other keys; the unit test above)

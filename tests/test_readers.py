@@ -2,7 +2,6 @@
 like a date), a run whose driver was killed mid-run, and a truncated file left in its staging. Every
 whole-folder read the README shows — pyarrow, pandas, DuckDB, Polars, Spark — returns the committed
 rows only, run_id stays a string, and no marker or manifest is read as data."""
-import os
 import shutil
 
 import duckdb
@@ -10,32 +9,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import jobs
+from conftest import RUNS
 from pipeline import output
 
 pytestmark = pytest.mark.engine
-RUNS = ("2026-11-29", "nightly-10")
 
 
 @pytest.fixture(scope="module")
-def out(tmp_path_factory, corpus, demo_model):
-    folder, _ = corpus
-    out = tmp_path_factory.mktemp("readers") / "out"
-    for run_id in RUNS:
-        proc = jobs.run("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", run_id,
-                        "--question", "What is the total?", *jobs.FAST)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    log = out.parent / "killed.log"
-    proc = jobs.start("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", "killed",
-                      "--question", "What is the total?", *jobs.FAST, "--set", "engine.batch_size=1",
-                      "--set", "output.pages_per_file=1", log=log)
-    jobs.wait_for(lambda: len(jobs.staged_files(out, "killed")) >= 2, 600, "staged files", proc, log)
-    jobs.kill_tree(proc)
-    staged = jobs.staged_files(out, "killed")
-    shutil.copy(staged[0], staged[0] + ".parquet")
-    with open(staged[0] + ".parquet", "r+b") as f:  # a writer killed halfway, on a local disk
-        f.truncate(os.path.getsize(staged[0]) // 2)
-    return out
+def out(output_with_two_runs):
+    return output_with_two_runs
 
 
 def _committed(out):
