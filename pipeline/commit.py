@@ -125,6 +125,11 @@ def _write_ray(ds, directory: str) -> None:
 
 def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float) -> dict[str, Any]:
     """Steps 1-5; returns the _SUCCESS content (`started`: time.monotonic() when the job began)."""
+    import ray
+
+    # The job may tolerate lost blocks (they become not_processed rows); the commit may not: a block
+    # lost here would silently take documents out of the manifest and the counts.
+    ray.data.DataContext.get_current().max_errored_blocks = 0
     paths = ctx.paths
     files = written_files(paths)  # 1.
     drop_derived(paths)
