@@ -2,11 +2,14 @@
 finding the real processes of its run (engine core, engine actor, Ray workers) to stop or kill."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Callable
@@ -114,3 +117,25 @@ def assert_exactly_once(out: Path, run_id: str, expected: dict[str, int], questi
     assert marker["rows"] == len(rows) and marker["pages"] == len({(k[0], k[1]) for k in keys})
     assert marker["documents"] == len(expected)
     return rows
+
+
+@contextlib.contextmanager
+def moto_server():
+    """A real S3-compatible HTTP server (moto in server mode) on a free loopback port; its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)

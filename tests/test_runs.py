@@ -11,15 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+import jobs
 
 from pipeline import layout, output, runs, writer
 from pipeline.config import JobSpec
@@ -274,18 +273,8 @@ def s3_out():
     """moto in server mode (as tests/test_s3_faults.py starts it), a bucket, the scenario under a prefix."""
     import boto3
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    server = jobs.moto_server()
+    url = server.__enter__()
     saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"]}
     os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
     os.environ.pop("AWS_ENDPOINT_URL_S3", None)
@@ -301,8 +290,7 @@ def s3_out():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        proc.terminate()
-        proc.wait(10)
+        server.__exit__(None, None, None)
 
 
 def test_runs_and_show_on_s3(s3_out):

@@ -3,11 +3,6 @@ fault proxy (tests/faultproxy.py) between the job and the server: storage errors
 patched functions. Transient errors are retried; errors that last leave the run uncommitted (exit
 code 5), never with data deleted, and `--resume` commits it later, exactly once."""
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import boto3
 import pyarrow.fs as pafs
@@ -25,21 +20,8 @@ KEY_ID = "AKIATESTKEYID000"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with jobs.moto_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

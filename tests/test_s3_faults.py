@@ -7,16 +7,13 @@ so every test takes seconds. No engine, no Ray.
 import logging
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from urllib.parse import quote
 
 import boto3
 import pytest
 
+import jobs
 from faultproxy import FaultProxy
 from pipeline import storage
 from pipeline.config import InputSpec
@@ -38,18 +35,11 @@ def body(key: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    with jobs.moto_server() as url:
+        yield from _filled(url)
+
+
+def _filled(url):
     s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id="AKIATESTKEYID000", aws_secret_access_key="x",
                       region_name="us-east-1")
     s3.create_bucket(Bucket="docs")
@@ -58,8 +48,6 @@ def s3_server():
     for key in PLAIN:
         s3.put_object(Bucket="docs", Key=key, Body=body(key))
     yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ samples, the shipped models)."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
