@@ -273,24 +273,22 @@ def s3_out():
     """moto in server mode (as tests/test_s3_faults.py starts it), a bucket, the scenario under a prefix."""
     import boto3
 
-    server = jobs.moto_server()
-    url = server.__enter__()
     saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"]}
-    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
-    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-    os.environ.pop("AWS_PROFILE", None)
-    try:
-        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="results")
-        out = "s3://results/team a/out"  # a space in the key: kept verbatim
-        build_output(out)
-        yield out, url
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        server.__exit__(None, None, None)
+    with jobs.moto_server() as url:
+        os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
+        os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+        os.environ.pop("AWS_PROFILE", None)
+        try:
+            boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(Bucket="results")
+            out = "s3://results/team a/out"  # a space in the key: kept verbatim
+            build_output(out)
+            yield out, url
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def test_runs_and_show_on_s3(s3_out):
