@@ -83,6 +83,7 @@ def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, f
                                        columns=[n for n in row_schema.names if n != "path"], include_paths=paths)
         ds = ds.union(staged.map_batches(_rows_side, batch_format="pyarrow",
                                          fn_kwargs={"schema": schema, "buckets": buckets}))
-    return ds.groupby("_bucket").map_groups(
+    # As many shuffle partitions as buckets (Ray's default is 200: hundreds of tasks for a small run).
+    return ds.groupby("_bucket", num_partitions=buckets).map_groups(
         _apply, batch_format="pyarrow",
         fn_kwargs={"fn": fn, "out_shape": out_shape, "row_names": row_schema.names, "fn_kwargs": fn_kwargs or {}})
