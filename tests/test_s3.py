@@ -37,8 +37,8 @@ def bucket(s3_server, tmp_path_factory):
     return s3, expected
 
 
-def _run(endpoint, model, out, *args, timeout=900, **extra_env):
-    return jobs.run("run", "--input", "s3://docs/incoming/", "--output", out, "--model", model,
+def _run(endpoint, model, out, *args, timeout=900, inputs="s3://docs/incoming/", **extra_env):
+    return jobs.run("run", "--input", inputs, "--output", out, "--model", model,
                     "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *jobs.FAST,
                     *args, timeout=timeout, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
                     AWS_DEFAULT_REGION="us-east-1", DOCINTEL_S3_REQUEST_TIMEOUT_S="3", **extra_env)
@@ -77,37 +77,32 @@ def test_job_reads_and_writes_s3_through_transient_faults(s3_server, bucket, dem
     _check(s3, expected, s3_server, "out", "s3run")
 
 
-def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_it(s3_server, bucket, demo_model):
-    s3, expected = bucket
-    with FaultProxy(s3_server) as proxy:
-        proxy.add_rule("status", method="PUT", path=r"/docs/out2/_docintel/runs/w/staging/pages/", first=1, last=None)
-        failed = _run(proxy.url, demo_model, "s3://docs/out2", "--run-id", "w")
-    assert failed.returncode == 5, failed.stderr[-4000:]
-    assert "not committed" in failed.stderr and "--resume w" in failed.stderr
-    assert "Contents" not in s3.list_objects_v2(Bucket="docs", Prefix="out2/pages/")
-    resumed = _run(s3_server, demo_model, "s3://docs/out2", "--resume", "w")
-    assert resumed.returncode == 0, resumed.stderr[-4000:]
-    _check(s3, expected, s3_server, "out2", "w")
-
-
-def test_answered_pages_reach_storage_while_documents_are_still_being_read(s3_server, demo_model, tmp_path):
-    """On 2 CPUs too, the write stage gets its share: the first data file is stored before the last
-    document is read (the proxy's request log gives the order), so a driver that dies mid-run leaves
-    answered work to resume from."""
+def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_it(s3_server, bucket, demo_model,
+                                                                                 tmp_path):
+    """Then the resume: on 2 CPUs too, the write stage gets its share, so the first data file is stored
+    before the last document is read (the proxy's request log gives the order): a driver that dies
+    mid-run leaves answered work to resume from."""
     from docgen import make_pdf
 
-    s3 = boto3.client("s3", endpoint_url=s3_server, aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
-                      region_name="us-east-1")
+    s3, _ = bucket
     for i in range(24):
         path = make_pdf(tmp_path / f"d{i}.pdf", pages=1, title=f"Invoice {i}", chart=False)
         s3.upload_file(str(path), "docs", f"stream/d{i:02d}.pdf")
+    args = ["--set", "engine.batch_size=1", "--set", "output.pages_per_file=1"]
     with FaultProxy(s3_server) as proxy:
-        proc = jobs.run("run", "--input", "s3://docs/stream/", "--output", "s3://docs/out3", "--model", demo_model,
-                        "--question", "What is the total?", "--run-id", "st", "--set", f"storage.endpoint_url={proxy.url}",
-                        *jobs.FAST, "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1",
-                        AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1")
-        assert proc.returncode == 0, proc.stderr[-4000:]
+        proxy.add_rule("status", method="PUT", path=r"/docs/out2/_docintel/runs/w/staging/pages/", first=1, last=None)
+        failed = _run(proxy.url, demo_model, "s3://docs/out2", "--run-id", "w", *args, inputs="s3://docs/stream/")
+    assert failed.returncode == 5, failed.stderr[-4000:]
+    assert "not committed" in failed.stderr and "--resume w" in failed.stderr
+    assert "Contents" not in s3.list_objects_v2(Bucket="docs", Prefix="out2/pages/")
+    with FaultProxy(s3_server) as proxy:
+        resumed = _run(proxy.url, demo_model, "s3://docs/out2", "--resume", "w", *args, inputs="s3://docs/stream/")
         log = proxy.requests()
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    rows = pq.read_table("docs/out2/pages", filesystem=pafs.S3FileSystem(
+        endpoint_override=s3_server, region="us-east-1", access_key=KEY_ID, secret_key=SECRET)).to_pylist()
+    assert sorted(r["source_uri"] for r in rows) == [f"s3://docs/stream/d{i:02d}.pdf" for i in range(24)]
+    assert all(r["valid"] or "does not fit a finite double" in r["error"] for r in rows)
     reads = [i for i, r in enumerate(log) if r.method == "GET" and "/docs/stream/d" in r.path]
     writes = [i for i, r in enumerate(log) if r.method in ("PUT", "POST") and "/staging/pages/part-" in r.path]
     assert len({log[i].path for i in reads}) >= 24 and writes
