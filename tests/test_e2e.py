@@ -98,24 +98,3 @@ def test_a_fields_schema_whose_names_cannot_be_columns_is_refused_before_any_eng
     proc = jobs.run("run", "--input", str(folder), "--output", str(tmp_path / "out"), "--task", "fields",
                     "--set", f"task.fields_schema={schema}", "--device", "cpu", timeout=60)
     assert proc.returncode == 2 and "property 'status'" in proc.stderr and not (tmp_path / "out").exists()
-
-
-@pytest.mark.engine
-def test_capacity_job_runs_dummy_weights_and_labels_every_row(tmp_path, corpus, demo_model):
-    """jobs/capacity.yaml: load_format=dummy on a model folder that is NOT a demo folder (as a real
-    model's config would be): it runs, and every row says its answers are meaningless."""
-    import shutil
-
-    from pipeline.demo_model import DEMO_MARKER
-
-    folder, expected_pages = corpus
-    model = tmp_path / "model"
-    shutil.copytree(demo_model, model)
-    (model / DEMO_MARKER).unlink()
-    out = tmp_path / "out"
-    proc = jobs.run("run", "jobs/capacity.yaml", "--input", str(folder), "--output", str(out), "--model", str(model),
-                    "--run-id", "cap", "--set", "engine.device=cpu", *jobs.FAST)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = output.read_pages(str(out), "cap").to_pylist()
-    assert len(rows) == sum(expected_pages.values()) * 3
-    assert all("load_format=dummy" in r["model_id"] and "meaningless" in r["model_id"] for r in rows)

@@ -12,7 +12,14 @@ import jobs
 pytestmark = pytest.mark.engine
 
 
-def test_a_wheel_installed_elsewhere_runs_a_job_from_another_directory(tmp_path, corpus, demo_model):
+def test_a_wheel_installed_elsewhere_runs_the_capacity_job_from_another_directory(tmp_path, corpus, demo_model):
+    """Also jobs/capacity.yaml as it is meant: load_format=dummy on a model folder that is NOT a demo
+    folder (as a real model's would be): it runs, and every row says its answers are meaningless."""
+    import shutil
+
+    from pipeline import output
+    from pipeline.demo_model import DEMO_MARKER
+
     wheels, site, cwd = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     cwd.mkdir()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
@@ -23,14 +30,19 @@ def test_a_wheel_installed_elsewhere_runs_a_job_from_another_directory(tmp_path,
     assert (site / "pipeline" / "_schemas" / "tasks" / "docvqa.json").is_file()
     assert (site / "pipeline" / "_samples" / "invoice.pdf").is_file()
     folder, expected = corpus
+    model = tmp_path / "model"
+    shutil.copytree(demo_model, model)
+    (model / DEMO_MARKER).unlink()
     env = jobs.env(PYTHONPATH=str(site))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--input", str(folder), "--output", "out",
-                           "--model", demo_model, "--task", "fields", "--set", "task.fields_schema=invoice",
-                           "--set", "task.max_tokens=512", *jobs.FAST], cwd=cwd, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(jobs.REPO / "jobs" / "capacity.yaml"),
+                           "--input", str(folder), "--output", "out", "--model", str(model), "--run-id", "cap",
+                           "--set", "engine.device=cpu", *jobs.FAST], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     probe = subprocess.run([sys.executable, "-c", "import pipeline, sys; print(pipeline.__file__)"], cwd=cwd, env=env,
                            capture_output=True, text=True, check=True)
     assert probe.stdout.startswith(str(site)) and not probe.stdout.startswith(str(jobs.REPO))
     assert f"pages      {sum(expected.values())}" in proc.stdout and (cwd / "out" / "documents").is_dir()
-    assert os.listdir(cwd / "out" / "pages")
+    rows = output.read_pages(str(cwd / "out"), "cap").to_pylist()
+    assert len(rows) == sum(expected.values()) * 3 and os.listdir(cwd / "out" / "pages")
+    assert all("load_format=dummy" in r["model_id"] and "meaningless" in r["model_id"] for r in rows)
