@@ -146,8 +146,7 @@ def _stat(ref: sources.DocumentRef) -> dict[str, Any]:
 
 
 def listed_table(refs: list[sources.DocumentRef]) -> pa.Table:
-    return LISTED.table([LISTED.row(source_uri=r.source_uri, questions=list(r.questions), error_kind=r.error_kind,
-                                    error=r.error, **_stat(r)) for r in refs])
+    return LISTED.table([r.to_row(**_stat(r)) for r in refs])
 
 
 def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, system_prompt: str | None,

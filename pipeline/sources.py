@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import InputSpec
+from pipeline.rows import LISTED
 # is_uri and filesystem_for are imported from here by other modules too.
 from pipeline.storage import (MAGIC, RetriesExhausted, entries, escape_name, filesystem_for, glob_paths, hidden,
                               is_uri, is_valid_name, not_regular, retry_transient, subdirs, uri_within)
@@ -50,14 +51,10 @@ class DocumentRef:
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_row(self) -> dict[str, Any]:
-        return {
-            "source_uri": self.source_uri,
-            # JSON text, not a list column: Arrow cannot type an all-empty list block.
-            "questions": json.dumps(list(self.questions)),
-            "error_kind": self.error_kind,
-            "error": self.error,
-        }
+    def to_row(self, **stat: Any) -> dict[str, Any]:
+        """The listed row (rows.LISTED); `stat` adds size_bytes/mtime_ns where the lister knows them."""
+        return LISTED.row(source_uri=self.source_uri, questions=list(self.questions), error_kind=self.error_kind,
+                          error=self.error, **stat)
 
 
 class PathNotAllowed(ValueError):
