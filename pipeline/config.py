@@ -86,8 +86,9 @@ class EngineSpec(_Strict):
         600.0, gt=0, description="A request with no answer this long after it entered the engine is "
                                  "aborted; its rows get error_kind engine_error (None: no limit).")
     step_timeout_s: float = Field(
-        60.0, gt=0, description="One engine step (a forward pass) that does not return this long means a "
-                                "stopped or wedged engine: the actor restarts and its work is retried.")
+        60.0, gt=0, description="One engine step (a forward pass) that does not return this long while the "
+                                "engine core does no work means a stopped or wedged engine: the actor restarts and "
+                                "its work is retried. A step that is slow while the core computes fails at 5x this.")
     logprobs: bool = Field(True, description="Ask for the sampled tokens' log-probabilities: each answer's "
                            "confidence comes from them.")
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache of the CPU backend (demo/tests).")

@@ -144,7 +144,8 @@ class EngineActor:
             self.llm = LLM(**engine_args(self.spec, device))
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
-                                   core_alive=self._core_gone, on_failure=self._engine_failed)
+                                   core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
+                                   on_failure=self._engine_failed)
             self._warm_up()
             faults.engine_started(self.llm)
         except BaseException as exc:
@@ -172,6 +173,15 @@ class EngineActor:
                 pass
             return f"the engine core process {pid} died"
         return None
+
+    def _core_cpu_s(self) -> float | None:
+        """CPU seconds the engine core processes have used: a stopped core's do not grow."""
+        import psutil
+
+        try:
+            return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.core_pids) if self.core_pids else None
+        except psutil.Error:
+            return None
 
     def _engine_failed(self, reason: str, in_flight: list[str], exclusive: list[str]) -> None:
         """Report, make sure the engine core is gone, exit: Ray restarts the actor."""

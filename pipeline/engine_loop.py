@@ -14,9 +14,13 @@ once, so while one batch decodes its tail the next one is already prefilling.
 Faults. A request that runs past `request_timeout_s` is aborted and answered with TimeoutError: one
 runaway generation cannot hold a batch. Anything else that goes wrong with the engine is the engine's
 failure, never a request's answer: an exception from `step()` (EngineDeadError, or a transient
-error), a step that does not return within `step_timeout_s` (a stopped or wedged engine core: the
-loop thread sits inside `step()`), or an engine-core process that died (vLLM's client then blocks
-in `get_output()` forever). A watchdog thread checks the last two every second. On a failure the
+error), a step that does not return within `step_timeout_s` while the engine core uses no CPU (a
+stopped or wedged core: the loop thread sits inside `step()`), a step still running after
+STEP_HARD_LIMIT x `step_timeout_s` although the core is busy (spinning on a hung device), or an
+engine-core process that died (vLLM's client then blocks in `get_output()` forever). A watchdog
+thread checks these every second. A step that is merely slow (a loaded CPU, a long prefill) while
+the core keeps computing is not a failure before the hard limit: condemning it would set healthy
+pages aside as engine crashes. On a failure the
 loop calls `on_failure(reason, in_flight_keys, exclusive_keys)` once; the actor reports it and exits
 so that Ray restarts it and retries its batches (pipeline/engine.py, pipeline/engine_health.py).
 
@@ -33,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 WATCHDOG_INTERVAL_S = 1.0
+STEP_HARD_LIMIT = 5  # x step_timeout_s: a step this long fails even while the core is busy
+STALLED_CPU_S = 0.05  # the core used less CPU than this over step_timeout_s: it is not computing
 
 
 class EngineStopped(RuntimeError):
@@ -82,11 +88,13 @@ class EngineLoop:
 
     def __init__(self, llm: Any, request_timeout_s: float | None = None, step_timeout_s: float | None = None,
                  core_alive: Callable[[], str | None] | None = None,
+                 core_cpu_s: Callable[[], float | None] | None = None,
                  on_failure: Callable[[str, list[str], list[str]], None] | None = None):
         self.llm = llm
         self.request_timeout_s = request_timeout_s
         self.step_timeout_s = step_timeout_s
         self._core_alive = core_alive  # None if fine, else why the engine core is gone
+        self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
         self._on_failure = on_failure
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()
@@ -154,15 +162,39 @@ class EngineLoop:
             for i in range(len(job.messages)):
                 job.answer(i, stopped)
 
+    def _stuck(self, began: float, samples: collections.deque) -> str | None:
+        """Why the step running since `began` counts as a failed engine, or None (not yet)."""
+        now = time.monotonic()
+        running = now - began
+        if not self.step_timeout_s or running <= self.step_timeout_s:
+            return None
+        cpu = self._core_cpu_s() if self._core_cpu_s is not None else None
+        samples.append((now, cpu))
+        window = [c for t, c in samples if t <= now - self.step_timeout_s]
+        if cpu is None or not window or window[-1] is None or cpu - window[-1] < STALLED_CPU_S:
+            return (f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s and the "
+                    "engine core did no work meanwhile (stopped or wedged)")
+        if running > STEP_HARD_LIMIT * self.step_timeout_s:
+            return (f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s x "
+                    f"{STEP_HARD_LIMIT} although the engine core is busy (hung device?)")
+        return None
+
     def _watch(self) -> None:
+        samples: collections.deque = collections.deque(maxlen=4096)  # (time, core CPU s) during one step
+        step = None
         while self.failure is None and not self._stopping:
             time.sleep(WATCHDOG_INTERVAL_S)
             if self._stopping:
                 return
             began = self._step_began
-            if self.step_timeout_s and began is not None and time.monotonic() - began > self.step_timeout_s:
-                self._fail(f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s "
-                           "(engine core stopped or wedged)")
+            if began != step:  # a new step (or none): its own samples, from its start
+                step = began
+                samples.clear()
+                if began is not None and self._core_cpu_s is not None:
+                    samples.append((began, self._core_cpu_s()))
+            stuck = self._stuck(began, samples) if began is not None else None
+            if stuck:
+                self._fail(stuck)
                 return
             gone = self._core_alive() if self._core_alive is not None else None
             if gone:

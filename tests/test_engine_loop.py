@@ -131,3 +131,39 @@ def test_an_empty_submission_returns_at_once():
     loop = EngineLoop(FakeEngine())
     assert loop.submit([], []) == ([], [])
     loop.stop()
+
+
+def test_a_slow_step_while_the_core_computes_is_not_a_failure_until_the_hard_limit():
+    from pipeline import engine_loop
+
+    engine, (seen, on_failure) = FakeEngine(), _failures()
+    engine.hang.set()
+    cpu = {"s": 0.0}
+
+    def busy_core():  # the core keeps computing: its CPU time grows
+        cpu["s"] += 0.5
+        return cpu["s"]
+
+    loop = EngineLoop(engine, step_timeout_s=0.5, core_cpu_s=busy_core, on_failure=on_failure)
+    began = time.monotonic()
+    result = {}
+    caller = threading.Thread(target=lambda: result.setdefault("a", _raises(loop, [[{}]], ["p#0"])))
+    caller.start()
+    time.sleep(1.6)  # well past step_timeout_s (0.5), before the hard limit (2.5)
+    assert seen == []
+    caller.join(timeout=10)
+    took = time.monotonic() - began
+    assert isinstance(result["a"], EngineStopped)
+    assert engine_loop.STEP_HARD_LIMIT * 0.5 <= took < engine_loop.STEP_HARD_LIMIT * 0.5 + 3
+    assert "although the engine core is busy" in seen[0][0]
+    engine.hang.clear()
+
+
+def test_a_step_whose_core_stops_computing_fails_at_the_step_timeout():
+    engine, (seen, on_failure) = FakeEngine(), _failures()
+    engine.hang.set()
+    loop = EngineLoop(engine, step_timeout_s=0.5, core_cpu_s=lambda: 7.0, on_failure=on_failure)  # SIGSTOPped
+    began = time.monotonic()
+    assert isinstance(_raises(loop, [[{}]], ["p#0"]), EngineStopped)
+    assert time.monotonic() - began < 3 and "did no work meanwhile" in seen[0][0]
+    engine.hang.clear()
