@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.engine import EngineActor
-    from pipeline.prompts import request_row
+    from pipeline.request import request_row
     from pipeline.rows import REQUEST
     from pipeline.tasks import get_task
 

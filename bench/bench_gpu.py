@@ -7,7 +7,7 @@
         [--set engine.quantization=fp8 ...]                      # raw only, several resolutions
 
 raw:      `vllm.LLM.chat` over every page in one call, with the exact requests the pipeline makes
-          (pipeline.prompts.request_row + sampling_params + engine_args), pages pre-rendered.
+          (pipeline.request.request_row + sampling_params + engine_args), pages pre-rendered.
 pipeline: `docintel run` over the same PDFs (Ray Data: read -> render -> engine actor -> parse ->
           Parquet), as a separate process.
 Both exclude engine start-up: raw times its chat call after a warm-up; the pipeline is timed from
@@ -103,7 +103,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     """One engine; for each longest side: render every page, then one timed LLM.chat over all."""
     from vllm import LLM
 
-    from pipeline import prompts
+    from pipeline import prompts, request
     from pipeline.engine import engine_args, sampling_params
     from pipeline.tasks import get_task
 
@@ -121,7 +121,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
             t0 = time.monotonic()
             pages = _pages(spec, docs)
             render_s = time.monotonic() - t0
-            rows = [prompts.request_row(p, task, spec.task, system_prompt, spec.engine.max_model_len) for p in pages]
+            rows = [request.request_row(p, task, spec.task, system_prompt, spec.engine.max_model_len) for p in pages]
             assert all(r["prompts"] for r in rows), [r["error"] for r in rows if not r["prompts"]][:3]
             requests = [(r, p) for r in rows for p in r["prompts"]]
             messages = [prompts.build_messages(r["image_url"], p["instruction"], system_prompt) for r, p in requests]

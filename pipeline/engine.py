@@ -1,5 +1,5 @@
 """Stage 4 (GPU): answer the request rows with vLLM inside Ray actors. The actor only runs the engine:
-the prompts and the image data URL were made by the CPU stage before it (pipeline/prompts.py).
+the prompts and the image data URL were made by the CPU stage before it (pipeline/request.py).
 
 Why our own actor and not `ray.data.llm` (read in Ray 2.60.0's source, batch/ and stages/):
 - its chat-template, tokenize and detokenize stages use Hugging Face `AutoProcessor` /

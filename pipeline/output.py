@@ -26,7 +26,10 @@ def committed_runs(output: str) -> list[str]:
     return [run_id for run_id, _ in layout.committed_runs(output)]
 
 
-def _run_files(output: str, run_id: str | None, table: str) -> tuple[str, list[str]]:
+def run_dataset(output: str, run_id: str | None, table: str,
+                schema: pa.Schema | None) -> tuple[str, pads.Dataset | None]:
+    """(the run id, a pyarrow dataset over its `table` files: "pages" or "documents"; None when it has
+    none). The newest committed run when run_id is None; FileNotFoundError for a run not committed."""
     runs = committed_runs(output)
     if run_id is None:
         if not runs:
@@ -35,16 +38,19 @@ def _run_files(output: str, run_id: str | None, table: str) -> tuple[str, list[s
     elif run_id not in runs:
         raise FileNotFoundError(f"run {run_id} under {output} is missing or unfinished (not committed)")
     paths = layout.RunPaths(output, run_id)
-    return run_id, layout.list_files(paths.pages if table == "pages" else paths.documents)
+    files = layout.list_files(paths.pages if table == "pages" else paths.documents)
+    if not files:
+        return run_id, None
+    fs, _ = layout.open_fs(files[0])
+    return run_id, pads.dataset([layout.open_fs(f)[1] for f in files], filesystem=fs, format="parquet",
+                                schema=schema)
 
 
 def _read(output: str, run_id: str | None, table: str, schema: pa.Schema | None) -> pa.Table:
-    run_id, files = _run_files(output, run_id, table)
-    if not files:
+    _, dataset = run_dataset(output, run_id, table, schema)
+    if dataset is None:
         return schema.empty_table() if schema is not None else pa.table({})
-    fs, _ = layout.open_fs(files[0])
-    return pads.dataset([layout.open_fs(f)[1] for f in files], filesystem=fs, format="parquet",
-                        schema=schema).to_table()
+    return dataset.to_table()
 
 
 def read_pages(output: str, run_id: str | None = None) -> pa.Table:

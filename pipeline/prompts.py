@@ -1,6 +1,5 @@
-"""Stage 3 (CPU): each page row becomes one request row: the image as the engine takes it (a data
-URL) and the page's prompts (instruction, JSON Schema, token limits, the questions it answers), so
-the GPU actor only assembles chat messages, feeds vLLM and collects outputs.
+"""What the model is told: templates, the system prompt, the chat messages of one request, and the
+token cost of a page. Used by the request stage (pipeline/request.py), the tasks and the engine.
 
 Layout of every request, chosen for vLLM's prefix cache and for safety:
   system:  the model's own system prompt (SYSTEM_PROMPT.txt of Mistral Small 3.2), if any
@@ -20,13 +19,9 @@ import datetime as _dt
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline.rows import REQUEST, ErrorKind as E
 
-if TYPE_CHECKING:
-    from pipeline.config import TaskSpec
-    from pipeline.tasks import Task
 
 PROMPT_VERSION = "p1"
 
@@ -99,46 +94,6 @@ def build_messages(image: bytes | str, instruction: str, system_prompt: str | No
         ],
     })
     return messages
-
-
-def _too_long(width: int, height: int, texts: list[str], max_tokens: int, max_model_len: int) -> str | None:
-    need = estimate_prompt_tokens(width, height, texts)
-    if need + max_tokens > max_model_len:
-        return f"~{need} prompt tokens + {max_tokens} output tokens > engine.max_model_len={max_model_len}"
-    return None
-
-
-def request_row(page: dict[str, Any], task: "Task", task_spec: "TaskSpec", system_prompt: str | None,
-                max_model_len: int) -> dict[str, Any]:
-    """A page row -> its request row: one prompt per question, or one for all asked together.
-
-    A failed page passes through with its error and no prompt; a page without questions, or whose
-    prompt cannot fit the context, gets that error here, before any engine time is spent.
-    """
-    row = REQUEST.row(page, task=task.name, prompt_version=task.prompt_version, prompts=[])
-    if page.get("error_kind"):
-        return row
-    questions = task.questions_for(page.get("questions") or [], task_spec.questions)
-    if not questions:
-        row.update(error_kind=str(E.NO_QUESTION), error="no question for this page: give questions in the "
-                   "manifest or task.questions")
-        return row
-    if task.question_mode == "together" and len(questions) > 1:
-        groups = [(questions, task.batched_instruction(questions), task.batched_schema(len(questions)))]
-    else:
-        groups = [([q], task.instruction(q), task.schema) for q in questions]
-    for group, instruction, schema in groups:
-        max_tokens = task_spec.max_tokens * len(group)
-        too_long = _too_long(page["width"], page["height"], [system_prompt or "", instruction], max_tokens,
-                             max_model_len)
-        if too_long:
-            row.update(error_kind=str(E.CONTEXT_EXCEEDED), error=too_long, prompts=[])
-            return row
-        row["prompts"].append({"instruction": instruction, "schema_json": json.dumps(schema),
-                               "questions": list(group), "max_tokens": max_tokens,
-                               "retry_max_tokens": task_spec.retry_max_tokens * len(group)})
-    row["image_url"] = image_data_url(page["image"])
-    return row
 
 
 def schema_hint(schema: dict[str, Any]) -> str:

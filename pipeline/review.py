@@ -58,21 +58,12 @@ def select_rows(out: str, run_id: str | None = None, where: str | None = None,
         import duckdb
     except ImportError:  # a test/extra dependency in pyproject.toml, not a core one
         raise ReviewError("docintel review needs DuckDB for --where and the ordering: pip install duckdb") from None
-    import pyarrow.dataset as pads
-
-    runs = output.committed_runs(out)
-    if run_id is None:
-        if not runs:
-            raise ReviewError(f"no committed run under {out} (`docintel runs {out}` lists every run)")
-        run_id = runs[-1]
-    elif run_id not in runs:
-        raise ReviewError(f"run {run_id} under {out} is missing or not committed (`docintel runs {out}`)")
-    files = layout.list_files(layout.RunPaths(out, run_id).pages)
-    if not files:
+    try:
+        run_id, dataset = output.run_dataset(out, run_id, "pages", PAGE_TABLE.schema)
+    except FileNotFoundError as exc:
+        raise ReviewError(f"{exc} (`docintel runs {out}` lists every run)") from None
+    if dataset is None:
         return Selection(run_id, [], 0, 0, where)
-    fs, _ = layout.open_fs(files[0])
-    dataset = pads.dataset([layout.open_fs(f)[1] for f in files], filesystem=fs, format="parquet",
-                           schema=PAGE_TABLE.schema)
     con = duckdb.connect()
     con.register("pages", dataset)
     con.execute("SET enable_external_access = false").fetchall()  # after register: the predicate reads no file

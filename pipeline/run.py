@@ -20,7 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import answers, commit, layout, preflight, prompts, render_guard, resume, sources, telemetry, writer
+from pipeline import (answers, commit, layout, preflight, prompts, render_guard, request, resume, sources, telemetry,
+                      writer)
 from pipeline.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.demo_model import model_label
 from pipeline.engine import EngineActor
@@ -84,7 +85,7 @@ def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> pa.Tabl
 
 def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, max_model_len: int) -> pa.Table:
     task = _task(task_spec)
-    return REQUEST.table([prompts.request_row(p, task, task_spec, system_prompt, max_model_len)
+    return REQUEST.table([request.request_row(p, task, task_spec, system_prompt, max_model_len)
                           for p in batch.to_pylist()])
 
 

@@ -10,7 +10,8 @@ from pipeline.answers import answer_rows, validate_answer
 from pipeline.config import EngineSpec, RenderSpec, TaskSpec
 from pipeline.engine import EngineActor, sampling_params
 from pipeline.pages import split_document
-from pipeline.prompts import build_messages, image_token_count, request_row
+from pipeline.prompts import build_messages, image_token_count
+from pipeline.request import request_row
 from pipeline.rows import ENGINE_OUTPUT, PAGE, REQUEST
 from pipeline.sources import content_id
 from pipeline.tasks import get_task

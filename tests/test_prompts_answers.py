@@ -9,7 +9,7 @@ import math
 from pipeline import prompts
 from pipeline.answers import answer_rows, validate_answer
 from pipeline.config import TaskSpec
-from pipeline.prompts import request_row
+from pipeline.request import request_row
 from pipeline.rows import ENGINE_OUTPUT, PAGE, PAGE_TABLE, REQUEST
 from pipeline.tasks import available, get_task
 
