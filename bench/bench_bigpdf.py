@@ -5,14 +5,15 @@
 Builds a `--pages`-page PDF (PyMuPDF: a heading, paragraphs and a 6 x 8 ruled table of numbers per
 page; a few MB) and runs each case in a fresh child process, so that each peak is its own:
 
-  guarded   pipeline.render_guard.split_guarded(doc, RenderSpec(max_pages=PAGES)): the whole
-            document, as run._split calls it (render.max_pages raised so nothing is cut), then
-            PAGE.table(rows) as run._split packs them: the rows and the Arrow table it returns
-            to Ray, for one document, in one Ray task
-  default   the same with RenderSpec() (render.max_pages=500): what a job does today by default
-  stream    what a streaming split would hold: the same pages from pipeline.pages.iter_pages (no
-            child process), packed PAGE.table every --batch pages and dropped (a generator
-            map_batches that yields page batches would hold about this)
+  guarded   before (until 2026-12-01): pipeline.render_guard.split_guarded(doc, RenderSpec(max_pages=
+            PAGES)), the whole document as one list (render.max_pages raised so nothing is cut),
+            then PAGE.table(rows): one Arrow table of every page, as the split stage returned it
+  default   the same with RenderSpec() (render.max_pages=500)
+  split     after: the split stage itself (pipeline.run._split, a generator) on a one-document
+            batch with render.max_pages=PAGES; each table it yields is dropped, as Ray Data
+            stores it and lets it go
+  stream    the floor: pipeline.pages.iter_pages (no child process), packed PAGE.table every
+            --batch pages and dropped
 
 Measured per case: wall seconds, pages/s, peak rss of the process calling split_guarded (sampled
 every 0.2 s, and ru_maxrss), peak rss of the forkserver and of the render children (the processes
@@ -172,6 +173,16 @@ def run_case(case: str, pdf: Path, batch: int) -> dict[str, Any]:
                        rss_with_rows_and_table_mb=round(psutil.Process().memory_info().rss / MB, 1),
                        errors=sorted({r["error_kind"] for r in rows if r["error_kind"]}))
             del table
+        elif case == "split":
+            from pipeline.rows import DOCUMENT
+            from pipeline.run import SPLIT_PAGES_PER_TABLE, _split
+
+            n, table_max, tables = 0, 0, 0
+            for table in _split(DOCUMENT.table([doc]), spec, None):
+                n, tables, table_max = n + table.num_rows, tables + 1, max(table_max, table.nbytes)
+            t_render = time.perf_counter() - t0
+            out.update(rows=n, batch_pages=SPLIT_PAGES_PER_TABLE, tables=tables,
+                       largest_batch_table_mb=round(table_max / MB, 1))
         else:
             n, table_max = 0, 0
             chunk: list[dict[str, Any]] = []

@@ -11,7 +11,7 @@ milliseconds, and forking from the forkserver (not from the threaded Ray worker)
 from __future__ import annotations
 
 import multiprocessing as mp
-from typing import Any
+from typing import Any, Iterator
 
 from pipeline.config import RenderSpec
 from pipeline.pages import count_pages, error_row, iter_pages, limit_row
@@ -40,10 +40,16 @@ def _child(conn, doc: dict[str, Any], spec: dict[str, Any], password: str | None
 
 def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = None) -> list[dict[str, Any]]:
     """split_document with a time limit per page and survival of renderer crashes. Never raises."""
+    return list(iter_guarded(doc, spec, password))
+
+
+def iter_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of split_guarded, each as soon as the child has rendered it: the caller holds no
+    more pages than it keeps (a 3,000-page PDF is not one list of images)."""
     if doc.get("error_kind") or not doc.get("data"):
-        return list(iter_pages(doc, spec, password))  # nothing to render
+        yield from iter_pages(doc, spec, password)  # nothing to render
+        return
     ctx = _context()
-    rows: list[dict[str, Any]] = []
     done = set(doc.get("done_pages") or ())
     start, page_count, fmt = 0, None, None
     while True:
@@ -72,8 +78,8 @@ def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = 
                                f"{child.join(5) or child.exitcode})")
                     break
                 if row is None:
-                    return rows
-                rows.append(row)
+                    return
+                yield row
                 page_count = row["page_count"] if row["page_count"] is not None else page_count
                 fmt = row["doc_format"] or fmt
                 if row["page_index"] is not None:
@@ -84,11 +90,11 @@ def split_guarded(doc: dict[str, Any], spec: RenderSpec, password: str | None = 
             child.join()
             receiver.close()
         kind, message = failure
-        rows.append(error_row(doc, kind, message, start if page_count is not None else None, page_count, fmt))
+        yield error_row(doc, kind, message, start if page_count is not None else None, page_count, fmt)
         start += 1
         while start in done:
             start += 1
         if page_count is None or start >= min(page_count, spec.max_pages):
             if page_count is not None and page_count > spec.max_pages and not doc.get("doc_row_done"):
-                rows.append(limit_row(doc, page_count, spec.max_pages, fmt))
-            return rows
+                yield limit_row(doc, page_count, spec.max_pages, fmt)
+            return

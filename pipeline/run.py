@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -79,8 +79,21 @@ def _read(batch: pa.Table, max_bytes: int, done_ref, print_: dict, max_pages: in
     return DOCUMENT.table(out)
 
 
-def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> pa.Table:
-    return PAGE.table([page for doc in batch.to_pylist() for page in render_guard.split_guarded(doc, render, password)])
+SPLIT_PAGES_PER_TABLE = 32  # pages a split task holds before handing them to Ray (bench/bench_bigpdf.py)
+
+
+def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> Iterator[pa.Table]:
+    # A generator: Ray Data stores each table as it comes, so a long PDF streams through in
+    # bounded pieces instead of one table of all its page images.
+    pages: list[dict] = []
+    for doc in batch.to_pylist():
+        for page in render_guard.iter_guarded(doc, render, password):
+            pages.append(page)
+            if len(pages) == SPLIT_PAGES_PER_TABLE:
+                yield PAGE.table(pages)
+                pages = []
+    if pages:
+        yield PAGE.table(pages)
 
 
 def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, max_model_len: int) -> pa.Table:
