@@ -175,11 +175,22 @@ class EngineActor:
         return None
 
     def _core_cpu_s(self) -> float | None:
-        """CPU seconds the engine core processes have used: a stopped core's do not grow."""
+        """CPU seconds used by the engine core processes and their workers (vLLM's CPU backend and
+        tensor parallelism compute in child processes); None when that cannot show the engine is
+        working: no core known, one gone, or one stopped (SIGSTOP: its workers may still spin)."""
         import psutil
 
+        if not self.core_pids:
+            return None
         try:
-            return sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in self.core_pids) if self.core_pids else None
+            total = 0.0
+            for pid in self.core_pids:
+                core = psutil.Process(pid)
+                if core.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE):
+                    return None
+                for proc in (core, *core.children(recursive=True)):
+                    total += sum(proc.cpu_times()[:2])
+            return total
         except psutil.Error:
             return None
 

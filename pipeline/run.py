@@ -269,7 +269,8 @@ def run_job(spec: JobSpec) -> RunSummary:
     refs = sources.discover(spec.input)
     if not refs:
         raise UsageError(f"no input documents found in {spec.input.paths or spec.input.manifest}")
-    on_cluster = bool(spec.ray.address or os.environ.get("RAY_ADDRESS"))
+    address = spec.ray.address or os.environ.get("RAY_ADDRESS")
+    on_cluster = bool(address) and address != "local"  # "local": Ray's own word for a new local instance
     device = preflight.before_ray(spec, on_cluster)  # fail fast, before Ray starts
     paths = layout.RunPaths(spec.output.path, spec.output.run_id)
     print_ = fingerprint(spec, task)

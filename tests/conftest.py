@@ -14,6 +14,17 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded in tests
 
 
+def pytest_collection_modifyitems(items):
+    """Tests run two at a time (pytest-xdist, --dist loadgroup). Tests that share an expensive
+    session or module fixture run in one worker, so it is built once: the output with two runs,
+    and the two-node Ray cluster."""
+    for item in items:
+        if "output_with_two_runs" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("output-with-two-runs"))
+        elif "two_nodes" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("two-nodes"))
+
+
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> str:
     from pipeline.demo_model import build

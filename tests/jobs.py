@@ -23,9 +23,9 @@ FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--s
 
 
 def env(**extra: str) -> dict[str, str]:
-    out = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
-    out.pop("RAY_ADDRESS", None)
-    return out
+    # "local": a new Ray of its own, never a cluster another test started with `ray start` (which
+    # ray.init() would otherwise find and join; tests run two at a time).
+    return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", **extra)
 
 
 def command(*args: str) -> list[str]:
@@ -139,3 +139,25 @@ def moto_server():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def stop_ray_cluster(gcs_port: int, timeout: float = 60) -> None:
+    """Stop the Ray cluster a test started with `ray start` on this GCS port, and only it (`ray
+    stop` would stop every Ray on the machine: the local Ray of a test running alongside too)."""
+    import psutil
+
+    mine = (f":{gcs_port}", f"--gcs_server_port={gcs_port}")
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(m in arg for arg in p.info["cmdline"] or () for m in mine):
+                procs.append(p)
+        except psutil.Error:
+            continue
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=timeout)
+

@@ -1,19 +1,19 @@
 """The benchmark scripts stay runnable: tiny runs on the CPU (their numbers mean nothing here; the
 checks are that both sides of a comparison did the same work)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import jobs
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench(*args, timeout=600):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
+    env = jobs.env()
     proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

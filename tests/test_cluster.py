@@ -35,7 +35,7 @@ def two_nodes():
                     f"--metrics-export-port={metrics2}", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=180)
     yield f"127.0.0.1:{gcs}", [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics2)]
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=180, env=env)
+    jobs.stop_ray_cluster(gcs)
 
 
 def test_local_paths_are_refused_on_a_cluster_of_several_nodes(two_nodes, tmp_path, corpus, demo_model):

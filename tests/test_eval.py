@@ -1,11 +1,12 @@
 """The eval job: gold formats, the join of gold to output rows, scores; and one real run on the CPU."""
 import json
-import os
 import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import pytest
+
+import jobs
 
 from docgen import make_pdf, make_png
 from pipeline.evaluate import load_gold, manifest_entries, score_items
@@ -82,8 +83,7 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
         {"document": "receipt.png", "page": 0, "question": "What is the total?", "answers": ["12.99"],
          "question_type": "form"},
     ]))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
+    env = jobs.env()
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold), "--task", "docvqa",
                            "--output", str(tmp_path / "out"), "--model", demo_model, "--run-id", "ev",
                            "--set", "ray.progress_bars=false", "--set", "render.max_side=768"],
@@ -117,8 +117,7 @@ def test_eval_chartqa_in_the_published_format(tmp_path, demo_model):
     (gold_dir / "test_human.json").write_text(json.dumps([
         {"imgname": "bars.png", "query": "What is the value of the tallest bar?", "label": "77"},
         {"imgname": "bars.png", "query": "Which region has the lowest revenue?", "label": "West"}]))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
+    env = jobs.env()
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold_dir / "test_human.json"),
                            "--task", "chartqa", "--output", str(tmp_path / "out"), "--model", demo_model,
                            "--run-id", "cq", "--set", "ray.progress_bars=false"],

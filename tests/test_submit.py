@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+import jobs
+
 from pipeline import output
 
 pytestmark = pytest.mark.engine
@@ -34,7 +36,7 @@ def ray_head():
                     "--disable-usage-stats", f"--temp-dir={tempfile.mkdtemp(prefix='ray', dir='/tmp')}"],  # short: socket paths
                    check=True, capture_output=True, env=env, timeout=120)
     yield f"http://127.0.0.1:{dash}"
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120, env=env)
+    jobs.stop_ray_cluster(gcs)
 
 
 def test_submit_runs_the_job_on_the_cluster(tmp_path, ray_head, corpus, demo_model):
