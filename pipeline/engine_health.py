@@ -10,8 +10,8 @@ or took down its engine. What is bounded is decided here, in one ledger that out
 * progress: more than `ray.max_restarts_without_progress` engine restarts with no page answered in
   between ends the job the same way (a crash loop);
 * poison: when an engine fails, the pages in flight are suspects. A suspect is retried alone in the
-  engine (one at a time, nothing else in flight); if the engine fails while a suspect runs alone,
-  that page is the one: it is answered with an `engine_crash` row and never sent again. A suspect
+  engine (one at a time, nothing else in flight); if the engine fails twice while a suspect runs
+  alone (CONVICT_AFTER: once may be a kill from outside, an OOM or a preemption), that page is the one: it is answered with an `engine_crash` row and never sent again. A suspect
   that runs fine alone is cleared. An actor that dies without reporting (SIGKILL, preemption) makes
   no suspects: its batches are retried as they were.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+CONVICT_AFTER = 2  # engine failures with the page alone in it before it is set aside
 SUSPECT = "suspect"
 GUILTY = "guilty"
 
@@ -38,6 +39,7 @@ class HealthLedger:
     replicas: int = 1  # engine actors the job runs: their first starts are not restarts
     suspects: set[str] = field(default_factory=set)
     guilty: dict[str, str] = field(default_factory=dict)  # page key -> why
+    alone_failures: dict[str, int] = field(default_factory=dict)  # suspect -> engine failures while alone
     starts_failed_in_a_row: int = 0
     ever_ready: bool = False
     restarts_since_progress: int = 0
@@ -89,10 +91,16 @@ class HealthLedger:
         pages = sorted({k for k in in_flight if k})
         if len(set(exclusive)) == 1:
             (key,) = set(exclusive)
+            self.alone_failures[key] = self.alone_failures.get(key, 0) + 1
+            if self.alone_failures[key] < CONVICT_AFTER:
+                self.suspects.add(key)
+                self.events.append(f"engine failed ({reason}) with page {key} alone in it: restarting; it runs "
+                                   "alone once more")
+                return
             self.guilty[key] = reason
             self.suspects.discard(key)
-            self.events.append(f"engine failed ({reason}) with page {key} alone in it: that page is set aside "
-                               "(engine_crash); restarting")
+            self.events.append(f"engine failed ({reason}) with page {key} alone in it, {self.alone_failures[key]} "
+                               "times: that page is set aside (engine_crash); restarting")
         else:
             self.suspects.update(k for k in pages if k not in self.guilty)
             self.events.append(f"engine failed ({reason}) with {len(pages)} page(s) in flight: restarting; they "

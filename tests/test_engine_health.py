@@ -33,6 +33,9 @@ def test_suspects_of_a_crash_run_alone_and_the_one_that_kills_the_engine_alone_i
     assert ledger.statuses(["p#0", "p#1", "q#0", "r#0"]) == {"p#0": SUSPECT, "p#1": SUSPECT, "q#0": SUSPECT}
     ledger.answered(["p#0"])  # ran alone, fine: cleared
     ledger.engine_failed("a", "EngineDeadError", ["p#1", "p#1"], ["p#1", "p#1"])  # alone, and the engine died
+    # once may be a kill from outside (OOM, preemption, a test's SIGKILL): it runs alone again
+    assert ledger.statuses(["p#0", "p#1", "q#0"]) == {"p#1": SUSPECT, "q#0": SUSPECT}
+    ledger.engine_failed("a", "EngineDeadError", ["p#1"], ["p#1"])  # alone again, and the engine died again
     assert ledger.statuses(["p#0", "p#1", "q#0"]) == {"p#1": GUILTY, "q#0": SUSPECT}
     ledger.engine_failed("a", "EngineDeadError", ["q#0", "p#1"], [])
     assert ledger.statuses(["p#1"]) == {"p#1": GUILTY}  # once found, it stays found
