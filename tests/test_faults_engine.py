@@ -57,7 +57,7 @@ def test_a_stopped_a_killed_engine_core_and_an_error_in_step_cost_no_page(tmp_pa
     os.kill(second[0].pid, signal.SIGKILL)
     jobs.wait_for(lambda: f"the engine core process {second[0].pid} died" in log.read_text(), 60,
                   "the dead core to be seen", proc, log)
-    assert proc.wait(900) == 0, log.read_text()[-4000:]
+    assert proc.wait(1500) == 0, log.read_text()[-4000:]
     rows = jobs.assert_exactly_once(out, "f", expected, Q)
     assert all(r["valid"] for r in rows), [r["error"] for r in rows if not r["valid"]]  # no engine_error row
 
