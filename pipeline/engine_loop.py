@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 WATCHDOG_INTERVAL_S = 1.0
 STEP_HARD_LIMIT = 5  # x step_timeout_s: a step this long fails even while the core is busy
+ADD_BUDGET_S = 0.25  # longest the loop spends adding requests (image preprocessing) between two steps
 STALLED_CPU_S = 0.05  # the core used less CPU than this over step_timeout_s: it is not computing
 
 
@@ -104,6 +105,7 @@ class EngineLoop:
         # external request id -> (job, index in job, internal id, deadline)
         self._pending: dict[str, tuple[_Job, int, str, float]] = {}
         self._step_began: float | None = None
+        self._to_add: collections.deque[tuple[_Job, int]] = collections.deque()  # taken, not yet in the engine
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="docintel-engine-loop", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="docintel-engine-watchdog", daemon=True)
@@ -132,7 +134,7 @@ class EngineLoop:
 
     def queue_depth(self) -> int:
         with self._lock:
-            return len(self._pending) + sum(len(j.messages) for j in self._waiting)
+            return len(self._pending) + len(self._to_add) + sum(len(j.messages) for j in self._waiting)
 
     def stop(self) -> None:
         with self._wake:
@@ -153,6 +155,7 @@ class EngineLoop:
             exclusive = [k for job in self._active if job.exclusive for k in job.keys]
             jobs = self._active + list(self._waiting)
             self._active, self._pending = [], {}
+            self._to_add.clear()
             self._waiting.clear()
             self._wake.notify_all()
         if report and self._on_failure is not None:
@@ -228,13 +231,18 @@ class EngineLoop:
                     return taken
                 self._wake.wait(timeout=0.5)
 
-    def _add(self, job: _Job) -> None:
-        deadline = time.monotonic() + self.request_timeout_s if self.request_timeout_s else float("inf")
-        for i, (messages, params) in enumerate(zip(job.messages, job.params)):
+    def _add_some(self) -> None:
+        """Add taken requests to the engine for up to ADD_BUDGET_S (at least one), then return, so
+        that a few hundred requests waiting to be preprocessed do not keep the engine from stepping
+        on the ones it already has."""
+        began = time.monotonic()
+        while self._to_add and (time.monotonic() - began < ADD_BUDGET_S or not self._pending):
+            job, i = self._to_add.popleft()
+            deadline = time.monotonic() + self.request_timeout_s if self.request_timeout_s else float("inf")
             try:
                 # One request per call: a request that cannot be rendered (bad image, too long)
                 # fails alone instead of aborting its whole batch.
-                [request_id] = self.llm.enqueue_chat([messages], [params], use_tqdm=False)
+                [request_id] = self.llm.enqueue_chat([job.messages[i]], [job.params[i]], use_tqdm=False)
             except Exception as exc:  # noqa: BLE001 - answered to the caller, row by row
                 self._answer(job, i, exc)
                 continue
@@ -267,9 +275,10 @@ class EngineLoop:
         engine = self.llm.llm_engine
         try:
             while not self._stopping and self.failure is None:
-                busy = bool(self._pending) or engine.has_unfinished_requests()
+                busy = bool(self._pending or self._to_add) or engine.has_unfinished_requests()
                 for job in self._next_jobs(busy):
-                    self._add(job)
+                    self._to_add.extend((job, i) for i in range(len(job.messages)))
+                self._add_some()
                 if self._stopping or self.failure is not None:
                     break
                 if engine.has_unfinished_requests():

@@ -167,3 +167,31 @@ def test_a_step_whose_core_stops_computing_fails_at_the_step_timeout():
     assert isinstance(_raises(loop, [[{}]], ["p#0"]), EngineStopped)
     assert time.monotonic() - began < 3 and "did no work meanwhile" in seen[0][0]
     engine.hang.clear()
+
+
+def test_the_engine_steps_while_a_large_submission_is_still_being_added():
+    """Adding a request preprocesses its image (slow, one thread): the loop steps the engine on the
+    requests it already has instead of adding hundreds first (the GPU would sit idle meanwhile)."""
+    from pipeline import engine_loop
+
+    class SlowAdds(FakeEngine):
+        def __init__(self):
+            super().__init__(steps_per_request=1)
+            self.steps_before_last_add = None
+            self.stepped = 0
+
+        def enqueue_chat(self, messages, params, use_tqdm=False):
+            time.sleep(0.05)
+            return super().enqueue_chat(messages, params, use_tqdm)
+
+        def step(self):
+            self.stepped += 1
+            return super().step()
+
+    engine = SlowAdds()
+    loop = EngineLoop(engine)
+    n = int(3 * engine_loop.ADD_BUDGET_S / 0.05)  # three budgets' worth of adds
+    results, _ = loop.submit([[{}]] * n, [None] * n)
+    assert len(results) == n and all(isinstance(r, Output) for r in results)
+    assert engine.most_in_flight < n  # answers came back before the last request was added
+    loop.stop()
