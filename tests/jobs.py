@@ -119,12 +119,17 @@ def assert_exactly_once(out: Path, run_id: str, expected: dict[str, int], questi
     return rows
 
 
+def free_port() -> int:
+    """A loopback port free now (for a server a test starts: moto, a Ray head)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
 def moto_server():
     """A real S3-compatible HTTP server (moto in server mode) on a free loopback port; its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -3,7 +3,6 @@ local paths are refused unless declared shared, and the run's counters reach the
 while it runs. Both nodes see the same disk here, so the first test checks the decision."""
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,16 +16,10 @@ pytestmark = pytest.mark.engine
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456789abcdef"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_nodes():
     env = jobs.env(**AUTH)
-    gcs, metrics, metrics2 = _free_port(), _free_port(), _free_port()
+    gcs, metrics, metrics2 = jobs.free_port(), jobs.free_port(), jobs.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
                     f"--metrics-export-port={metrics}", "--include-dashboard=false", "--disable-usage-stats",

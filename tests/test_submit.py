@@ -2,7 +2,6 @@
 Job Submission API, logs streamed, output checked; then status/logs of the finished job."""
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,12 +15,6 @@ from pipeline import output
 pytestmark = pytest.mark.engine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Ray 2.60's dashboard asks for a token; the head and every client here share this one.
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456789abcdef"}
 
@@ -30,7 +23,7 @@ AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456
 def ray_head():
     env = dict(os.environ, **AUTH)
     env.pop("RAY_ADDRESS", None)
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = jobs.free_port(), jobs.free_port()
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
                     "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                     "--disable-usage-stats", f"--temp-dir={tempfile.mkdtemp(prefix='ray', dir='/tmp')}"],  # short: socket paths
