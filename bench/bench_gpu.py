@@ -104,7 +104,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     from vllm import LLM
 
     from pipeline import prompts, request
-    from pipeline.engine import engine_args, sampling_params
+    from pipeline.engine import engine_args, engine_env, sampling_params
     from pipeline.tasks import get_task
 
     task = get_task(spec.task.name, spec.task)
@@ -112,6 +112,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     results = []
     if spec.engine.device == "cpu":  # smoke runs of this script on a machine without a GPU
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.engine.cpu_kvcache_gib))
+    os.environ.update(engine_env(spec.engine))  # the engine process(es) as the pipeline's actor has them
     with GpuMemory() as memory:
         t0 = time.monotonic()
         llm = LLM(**engine_args(spec.engine, "cpu" if spec.engine.device == "cpu" else "cuda"))

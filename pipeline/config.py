@@ -92,6 +92,11 @@ class EngineSpec(_Strict):
     logprobs: bool = Field(True, description="Ask for the sampled tokens' log-probabilities: each answer's "
                            "confidence comes from them.")
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache of the CPU backend (demo/tests).")
+    separate_core: bool = Field(
+        True, description="vLLM's engine core in a process of its own under the actor: a core that crashes "
+                          "or hangs is seen, reported and killed by the actor (engine_health.py). False runs it "
+                          "in the actor's process, which starts in half the time on a CPU (one process imports "
+                          "torch and vLLM instead of three) but turns an engine crash into an actor death.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm.LLM as is (last word).")
 
     def seqs(self, device: str) -> int:
@@ -174,6 +179,16 @@ class RaySpec(_Strict):
         -1, description="Blocks Ray Data may lose before the job fails (-1: no limit; lost work gets "
                         "not_processed rows, see pipeline/accounting.py).")
     health_poll_s: float = Field(2.0, gt=0, description="How often the driver reads the engines' health ledger.")
+    # Ray 2.60's defaults are built for clusters and cost a small machine dearly: each read_parquet
+    # starts 32 footer-reading actors (32 worker processes), and the hash shuffle of the commit's
+    # group-by starts aggregator actors. On 2 cores the commit of 8 rows took 38 s, 9 s with these.
+    parquet_footer_actors: int = Field(
+        4, ge=1, description="Actors Ray Data starts to read Parquet footers at each read_parquet (Ray's "
+                             "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS, default 32), each reading 128 at a time.")
+    shuffle_strategy: Literal["sort_shuffle_pull_based", "sort_shuffle_push_based", "hash_shuffle", "shuffle_v2"] = \
+        Field("sort_shuffle_pull_based", description="Ray Data's shuffle for the commit's group-by by document: "
+                                                     "tasks (sort_*), or aggregator actors (hash_shuffle, shuffle_v2: "
+                                                     "Ray 2.60's default).")
 
 
 class JobSpec(_Strict):

@@ -71,24 +71,32 @@ def _jobs(samples: Path) -> list[tuple[str, list[tuple[str, Any]]]]:
 def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, Any]] = ()) -> dict[str, Any]:
     """Run the three demo jobs into OUTPUT/<task>/, score and review; returns what was written."""
     from pipeline import evaluate, review
-    from pipeline.run import run_job
+    from pipeline.run import init_ray, run_job
 
     samples = samples_dir()
     model, real = choose_model(model)
     if not real:
         print(BANNER, flush=True)
     where: dict[str, Any] = {"model": model, "real_model": real, "runs": {}}
-    for task, settings in _jobs(samples):
-        out = f"{output.rstrip('/')}/{task}"
-        spec = load_spec(None, [("task.name", task), ("engine.model", model), ("output.path", out),
-                                ("output.run_id", f"demo-{task}"), *settings, *overrides])
-        if not real:  # small pages keep the CPU demo to minutes; the real model gets the defaults
-            spec.render.max_side = min(spec.render.max_side, 768)
-            spec.engine.max_model_len = min(spec.engine.max_model_len, 8192)
-        print(f"\ndocintel demo: {task} ...", flush=True)
-        summary = run_job(spec)
-        print(summary.render(), flush=True)
-        where["runs"][task] = {"output": out, "run_id": spec.output.run_id, "summary": summary.as_dict()}
+    try:
+        for task, settings in _jobs(samples):
+            out = f"{output.rstrip('/')}/{task}"
+            spec = load_spec(None, [("task.name", task), ("engine.model", model), ("output.path", out),
+                                    ("output.run_id", f"demo-{task}"), *settings, *overrides])
+            if not real:  # the CPU demo in minutes: small pages, and the engine in the actor's process
+                spec.render.max_side = min(spec.render.max_side, 768)
+                spec.engine.max_model_len = min(spec.engine.max_model_len, 8192)
+                spec.engine.separate_core = False
+            init_ray(spec)  # once: the three jobs share one Ray
+            print(f"\ndocintel demo: {task} ...", flush=True)
+            summary = run_job(spec)
+            print(summary.render(), flush=True)
+            where["runs"][task] = {"output": out, "run_id": spec.output.run_id, "summary": summary.as_dict()}
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
     docvqa = where["runs"]["docvqa"]
     scores, target = evaluate.score_run(docvqa["output"], docvqa["run_id"], "docvqa", str(samples / "gold.jsonl"),
                                         docvqa["summary"])

@@ -65,6 +65,12 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
     return args
 
 
+def engine_env(spec: EngineSpec) -> dict[str, str]:
+    """What vLLM reads from the environment when the engine starts, set either way so that the spec
+    and nothing else decides: the engine core in its own process or in this one."""
+    return {"VLLM_ENABLE_V1_MULTIPROCESSING": "1" if spec.separate_core else "0"}
+
+
 def sampling_params(spec: EngineSpec, schema: dict[str, Any], max_tokens: int):
     """vLLM SamplingParams of one request: the answer is constrained to its JSON Schema; the sampled
     tokens' log-probabilities come back for the confidence (logprobs=0: the chosen token only)."""
@@ -134,6 +140,7 @@ class EngineActor:
         _kill(self.health.call("engine_starting", self.actor_id))  # a predecessor's orphaned core
         if device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.spec.cpu_kvcache_gib))
+        os.environ.update(engine_env(self.spec))
         started = time.monotonic()
         try:
             from vllm import LLM
@@ -180,11 +187,13 @@ class EngineActor:
         working: no core known, one gone, or one stopped (SIGSTOP: its workers may still spin)."""
         import psutil
 
-        if not self.core_pids:
+        # In-process (separate_core=False) the engine computes in this process, in the loop's thread.
+        pids = self.core_pids or ([] if self.spec.separate_core else [os.getpid()])
+        if not pids:
             return None
         try:
             total = 0.0
-            for pid in self.core_pids:
+            for pid in pids:
                 core = psutil.Process(pid)
                 if core.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE):
                     return None

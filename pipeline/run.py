@@ -112,7 +112,8 @@ def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_i
 
 # ---- the job -----------------------------------------------------------------------------
 
-def _init_ray(spec: JobSpec) -> None:
+def init_ray(spec: JobSpec) -> None:
+    """Join or start Ray for this job (a caller that started it already, like the demo, keeps it)."""
     import ray
 
     if ray.is_initialized():
@@ -122,11 +123,15 @@ def _init_ray(spec: JobSpec) -> None:
     forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME",
                  "DOCINTEL_")
     env_vars = {k: v for k, v in os.environ.items() if k.startswith(forwarded)}
+    # Read where Ray Data lists the files (a worker), so it travels in the runtime env; the user's own
+    # setting wins.
+    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = os.environ.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
+                                                                   str(spec.ray.parquet_footer_actors))
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
     # log files, which the summary names; --verbose forwards it to this terminal.
     ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
              logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
-             runtime_env={"env_vars": env_vars} if env_vars else None)
+             runtime_env={"env_vars": env_vars})
     if not spec.ray.verbose:
         import ray.data  # noqa: F401 - configures its logger: a file in the session's logs and the console
 
@@ -276,7 +281,7 @@ def run_job(spec: JobSpec) -> RunSummary:
     print_ = fingerprint(spec, task)
     system_prompt = prompts.load_system_prompt(spec.engine.system_prompt, spec.engine.model)
     owns_ray = not ray.is_initialized()
-    _init_ray(spec)
+    init_ray(spec)
     try:
         device = preflight.after_ray(spec, device)  # the cluster's checks: before anything is written
         _start_record(spec, paths, print_, listed_table(refs))
@@ -284,6 +289,7 @@ def run_job(spec: JobSpec) -> RunSummary:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
+        ctx.shuffle_strategy = spec.ray.shuffle_strategy
         # An engine actor that dies while starting is replaced, without a limit of Ray Data's own: the
         # health ledger bounds start-up (ray.engine_start_attempts) and ends the job with a clear error.
         ctx.max_consecutive_actor_init_deaths = -1

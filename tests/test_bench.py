@@ -35,7 +35,7 @@ def test_gpu_bench_compares_raw_and_pipeline_on_identical_requests(tmp_path, dem
     out = tmp_path / "cmp.json"
     _bench("bench/bench_gpu.py", "compare", "--model", demo_model, "--pages", "3", "--sides", "384",
            "--max-tokens", "8", "--set", "engine.device=cpu", "--set", "engine.max_model_len=4096",
-           "--work", str(tmp_path / "work"), "--out", str(out))
+           "--set", "engine.separate_core=false", "--work", str(tmp_path / "work"), "--out", str(out))
     summary = json.loads(out.read_text())
     raw, pipe = summary["results"]
     assert (raw["stage"], pipe["stage"]) == ("raw", "pipeline")

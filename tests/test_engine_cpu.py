@@ -22,7 +22,8 @@ NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 @pytest.fixture(scope="module")
 def actor(demo_model):
-    engine = EngineActor(EngineSpec(model=demo_model, max_model_len=4096, batch_size=8), "cpu", None)
+    engine = EngineActor(EngineSpec(model=demo_model, max_model_len=4096, batch_size=8, separate_core=False), "cpu",
+                         None)
     yield engine
     engine.shutdown()
 

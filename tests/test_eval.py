@@ -86,7 +86,8 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
     env = jobs.env()
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold), "--task", "docvqa",
                            "--output", str(tmp_path / "out"), "--model", demo_model, "--run-id", "ev",
-                           "--set", "ray.progress_bars=false", "--set", "render.max_side=768"],
+                           "--set", "ray.progress_bars=false", "--set", "render.max_side=768",
+                           "--set", "engine.separate_core=false"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "anls" in proc.stdout and "report.html" in proc.stdout
@@ -120,7 +121,7 @@ def test_eval_chartqa_in_the_published_format(tmp_path, demo_model):
     env = jobs.env()
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold_dir / "test_human.json"),
                            "--task", "chartqa", "--output", str(tmp_path / "out"), "--model", demo_model,
-                           "--run-id", "cq", "--set", "ray.progress_bars=false"],
+                           "--run-id", "cq", "--set", "ray.progress_bars=false", "--set", "engine.separate_core=false"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     scores = pq.read_table(tmp_path / "out" / "_eval" / "cq" / "scores.parquet").to_pylist()

@@ -25,7 +25,8 @@ def _docs(folder, n):
 
 def _args(folder, out, model, run_id, *extra):
     return ["run", "--input", str(folder), "--output", str(out), "--model", model, "--question", Q[0],
-            "--run-id", run_id, *jobs.FAST, "--set", "engine.batch_size=2", *extra]
+            "--run-id", run_id, *jobs.FAST, "--set", "engine.batch_size=2",
+            "--set", "engine.separate_core=true", *extra]  # the product's default: the core is what is stopped/killed
 
 
 def _cores(proc):

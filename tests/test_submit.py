@@ -41,7 +41,7 @@ def test_submit_runs_the_job_on_the_cluster(tmp_path, ray_head, corpus, demo_mod
     proc = subprocess.run(
         [*cli, "submit", "jobs/docvqa.yaml", "--address", ray_head, "--input", str(folder), "--output", str(out),
          "--model", demo_model, "--run-id", "submitted", "--question", "What is the total?",
-         "--set", "ray.progress_bars=false", "--set", "render.max_side=512"],
+         "--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.separate_core=false"],
         capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "submitted docintel-submitted" in proc.stdout and "docintel-submitted: SUCCEEDED" in proc.stdout
