@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
 
+from pipeline.config import RaySpec  # noqa: E402
+
 MB = 2**20
 
 
@@ -235,7 +237,12 @@ def run_point(args) -> dict[str, Any]:
         tracemalloc.start(25)
     with sampler:
         sampler.mark("ray.init")
+        # The job's Ray Data settings (pipeline/config.py RaySpec, applied by run.py), or others to compare.
+        os.environ["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = str(args.footer_actors)
         synthetic_run.init_ray(args.cpus, args.object_store_mb * MB if args.object_store_mb else None)
+        import ray.data
+
+        ray.data.DataContext.get_current().shuffle_strategy = args.shuffle
         sampler.mark("context (reads job.json, inputs)")
         rss_after_ray = psutil.Process().memory_info().rss
         _instrument(sampler)
@@ -270,7 +277,7 @@ def run_point(args) -> dict[str, Any]:
                  "doc_kinds": expect["doc_kinds"], "staged_files": expect["staged_files"],
                  "pages_per_file": expect["pages_per_file"], "staged_mb": round(expect["staged_bytes"] / MB, 1),
                  "document_rows": expect["document_rows"], "max_pages": expect["max_pages"],
-                 "ray_cpus": args.cpus, "object_store_mb": args.object_store_mb, "build_s": expect["build_s"]},
+                 "ray_cpus": args.cpus, "shuffle_strategy": args.shuffle, "parquet_footer_actors": args.footer_actors, "object_store_mb": args.object_store_mb, "build_s": expect["build_s"]},
         "wall_s": round(wall, 2), "s_per_million_rows": round(wall / (rows / 1e6), 2),
         "driver": {**sampler.peak(t_start, t_end), "ru_maxrss_mb": round(ru_maxrss_mb, 1),
                    "rss_before_ray_mb": round(rss_before_ray / MB, 1),
@@ -301,6 +308,9 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2, help="ray.init(num_cpus=...)")
     ap.add_argument("--object-store-mb", type=int, default=None, help="default: Ray's (30%% of RAM)")
     ap.add_argument("--period", type=float, default=0.2, help="rss sampling period (s)")
+    ap.add_argument("--shuffle", default=RaySpec().shuffle_strategy, help="ray.shuffle_strategy of the job")
+    ap.add_argument("--footer-actors", type=int, default=RaySpec().parquet_footer_actors,
+                    help="ray.parquet_footer_actors of the job")
     ap.add_argument("--out", default="/tmp/docintel-bench-commit")
     ap.add_argument("--keep", action="store_true", help="keep the synthetic run")
     ap.add_argument("--exact", action="store_true", help="check every row key (slow above ~1M rows)")
@@ -320,7 +330,8 @@ def main() -> int:
                 continue
             cmd = [sys.executable, __file__, "--pages", str(pages), "--questions", str(args.questions),
                    "--pages-per-file", str(args.pages_per_file), "--cpus", str(args.cpus), "--period", str(args.period),
-                   "--out", args.out, "--json-out", str(tmp)]
+                   "--out", args.out, "--json-out", str(tmp), "--shuffle", args.shuffle,
+                   "--footer-actors", str(args.footer_actors)]
             cmd += ["--object-store-mb", str(args.object_store_mb)] if args.object_store_mb else []
             cmd += ["--keep"] if args.keep else []
             cmd += ["--exact"] if args.exact else []
