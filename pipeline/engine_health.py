@@ -10,8 +10,11 @@ or took down its engine. What is bounded is decided here, in one ledger that out
 * progress: more than `ray.max_restarts_without_progress` engine restarts with no page answered in
   between ends the job the same way (a crash loop);
 * poison: when an engine fails, the pages in flight are suspects. A suspect is retried alone in the
-  engine (one at a time, nothing else in flight); if the engine fails twice while a suspect runs
-  alone (CONVICT_AFTER: once may be a kill from outside, an OOM or a preemption), that page is the one: it is answered with an `engine_crash` row and never sent again. A suspect
+  engine (one at a time, nothing else in flight); if the engine fails the same way twice while a
+  suspect runs alone (CONVICT_AFTER), or three times in any way (CONVICT_ANY), that page is the
+  one: it is answered with an `engine_crash` row and never sent again. Once may be a kill from
+  outside (an OOM kill, a preemption); two different outside faults (a stopped core, then a killed
+  one) are not the page's doing, while a page that breaks the engine does it the same way. A suspect
   that runs fine alone is cleared. An actor that dies without reporting (SIGKILL, preemption) makes
   no suspects: its batches are retried as they were.
 
@@ -21,11 +24,19 @@ around it (one per run, named after the run), and `LocalHealth` serves an actor 
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 
-CONVICT_AFTER = 2  # engine failures with the page alone in it before it is set aside
+CONVICT_AFTER = 2  # engine failures of one kind with the page alone in it before it is set aside
+CONVICT_ANY = 3  # ... or of any kinds
 SUSPECT = "suspect"
 GUILTY = "guilty"
+
+
+def failure_kind(reason: str) -> str:
+    """Two failures are of one kind when their reasons differ only in numbers (pids, seconds)."""
+    return re.sub(r"\d+(\.\d+)?", "#", reason)[:300]
 
 
 def actor_name(run_id: str) -> str:
@@ -39,7 +50,7 @@ class HealthLedger:
     replicas: int = 1  # engine actors the job runs: their first starts are not restarts
     suspects: set[str] = field(default_factory=set)
     guilty: dict[str, str] = field(default_factory=dict)  # page key -> why
-    alone_failures: dict[str, int] = field(default_factory=dict)  # suspect -> engine failures while alone
+    alone_failures: dict[str, Counter] = field(default_factory=dict)  # suspect -> failure kind -> count
     starts_failed_in_a_row: int = 0
     ever_ready: bool = False
     restarts_since_progress: int = 0
@@ -91,15 +102,16 @@ class HealthLedger:
         pages = sorted({k for k in in_flight if k})
         if len(set(exclusive)) == 1:
             (key,) = set(exclusive)
-            self.alone_failures[key] = self.alone_failures.get(key, 0) + 1
-            if self.alone_failures[key] < CONVICT_AFTER:
+            seen = self.alone_failures.setdefault(key, Counter())
+            seen[failure_kind(reason)] += 1
+            if max(seen.values()) < CONVICT_AFTER and sum(seen.values()) < CONVICT_ANY:
                 self.suspects.add(key)
                 self.events.append(f"engine failed ({reason}) with page {key} alone in it: restarting; it runs "
                                    "alone once more")
                 return
             self.guilty[key] = reason
             self.suspects.discard(key)
-            self.events.append(f"engine failed ({reason}) with page {key} alone in it, {self.alone_failures[key]} "
+            self.events.append(f"engine failed ({reason}) with page {key} alone in it, {sum(seen.values())} "
                                "times: that page is set aside (engine_crash); restarting")
         else:
             self.suspects.update(k for k in pages if k not in self.guilty)

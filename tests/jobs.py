@@ -28,7 +28,8 @@ FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--s
 def env(**extra: str) -> dict[str, str]:
     # "local": a new Ray of its own, never a cluster another test started with `ray start` (which
     # ray.init() would otherwise find and join; tests run two at a time).
-    return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", **extra)
+    # No usage-stats actor polling in every test's Ray (nothing may reach the network anyway).
+    return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0", **extra)
 
 
 def command(*args: str) -> list[str]:

@@ -39,3 +39,17 @@ def test_suspects_of_a_crash_run_alone_and_the_one_that_kills_the_engine_alone_i
     assert ledger.statuses(["p#0", "p#1", "q#0"]) == {"p#1": GUILTY, "q#0": SUSPECT}
     ledger.engine_failed("a", "EngineDeadError", ["q#0", "p#1"], [])
     assert ledger.statuses(["p#1"]) == {"p#1": GUILTY}  # once found, it stays found
+
+
+def test_two_different_outside_faults_do_not_condemn_a_page_three_failures_do():
+    ledger = HealthLedger()
+    ledger.engine_failed("a", "the engine core process 101 died", ["p#0", "q#0"], [])
+    stopped = "engine step did not return within engine.step_timeout_s=5s and the engine core did no work"
+    ledger.engine_failed("a", stopped, ["p#0"], ["p#0"])  # a stopped core (SIGSTOP)
+    ledger.engine_failed("a", "the engine core process 202 died", ["p#0"], ["p#0"])  # then a killed one
+    assert ledger.statuses(["p#0"]) == {"p#0": SUSPECT}  # not the page's doing: it runs alone once more
+    ledger.engine_failed("a", "RuntimeError: CUDA error", ["p#0"], ["p#0"])
+    assert ledger.statuses(["p#0"]) == {"p#0": GUILTY}  # a third failure alone, of any kind
+    ledger.engine_failed("a", "the engine core process 303 died", ["q#0"], ["q#0"])
+    ledger.engine_failed("a", "the engine core process 304 died", ["q#0"], ["q#0"])
+    assert ledger.statuses(["q#0"]) == {"q#0": GUILTY}  # the same failure twice (numbers aside)
