@@ -79,8 +79,11 @@ def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, f
     if row_files:
         fs, _ = layout.open_fs(row_files[0])
         paths = "path" in row_schema.names
-        staged = ray.data.read_parquet([layout.open_fs(p)[1] for p in row_files], filesystem=fs,
-                                       columns=[n for n in row_schema.names if n != "path"], include_paths=paths)
+        read = pa.schema([f for f in row_schema if f.name != "path"])
+        # The schema given: Ray does not read it from a file in the driver, where a transient storage
+        # error would not be retried (its file reads retry DataContext.retried_io_errors).
+        staged = ray.data.read_parquet([layout.open_fs(p)[1] for p in row_files], filesystem=fs, schema=read,
+                                       columns=read.names, include_paths=paths)
         ds = ds.union(staged.map_batches(_rows_side, batch_format="pyarrow",
                                          fn_kwargs={"schema": schema, "buckets": buckets}))
     # As many shuffle partitions as buckets (Ray's default is 200: hundreds of tasks for a small run).

@@ -129,9 +129,18 @@ def init_ray(spec: JobSpec) -> None:
                                                                    str(spec.ray.parquet_footer_actors))
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
     # log files, which the summary names; --verbose forwards it to this terminal.
-    ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
-             logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
-             runtime_env={"env_vars": env_vars})
+    for attempt in (1, 2):
+        try:
+            ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
+                     logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
+                     runtime_env={"env_vars": env_vars})
+            break
+        except Exception as exc:  # noqa: BLE001 - only Ray's own start-up timeout is tried again
+            # A new local Ray gives its raylet 30 s (fixed in Ray) to register; a busy machine can miss it.
+            if attempt == 2 or "timed out during startup" not in str(exc):
+                raise
+            log.warning("Ray did not start in time (%s); trying once more", exc)
+            ray.shutdown()
     if not spec.ray.verbose:
         import ray.data  # noqa: F401 - configures its logger: a file in the session's logs and the console
 

@@ -33,6 +33,9 @@ def entrypoint(run_args: list[str], installed: bool) -> str:
     return shlex.join([*program, "run", *run_args])
 
 
+AGENT_WAIT_S = 120  # how long a submission waits for the head's job agent
+
+
 def runtime_env(working_dir: str | None, pip: list[str]) -> dict[str, Any]:
     env: dict[str, Any] = {}
     if working_dir:
@@ -47,14 +50,23 @@ def submit(address: str, run_args: list[str], run_id: str, working_dir: str | No
     """Submit; the driver reserves no CPU by default (as `ray job submit`): it mostly waits, and a
     reserved CPU can starve the read and render tasks on a small cluster."""
     job_id = f"docintel-{run_id}"
-    client(address).submit_job(
-        entrypoint=entrypoint(run_args, installed=working_dir is None),
-        submission_id=job_id,
-        runtime_env=runtime_env(working_dir, pip),
-        metadata={"docintel_run_id": run_id},
-        entrypoint_num_cpus=entrypoint_num_cpus,
-    )
-    return job_id
+    jobs = client(address)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            jobs.submit_job(
+                entrypoint=entrypoint(run_args, installed=working_dir is None),
+                submission_id=job_id,
+                runtime_env=runtime_env(working_dir, pip),
+                metadata={"docintel_run_id": run_id},
+                entrypoint_num_cpus=entrypoint_num_cpus,
+            )
+            return job_id
+        except RuntimeError as exc:
+            # A head that has just started (or is busy) answers 500 until its job agent is up.
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def follow(address: str, job_id: str, out=sys.stdout) -> str:
