@@ -78,6 +78,9 @@ def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, A
     if not real:
         print(BANNER, flush=True)
     where: dict[str, Any] = {"model": model, "real_model": real, "runs": {}}
+    import ray
+
+    owns_ray = not ray.is_initialized()  # as run_job: a Ray the caller started stays up
     try:
         for task, settings in _jobs(samples):
             out = f"{output.rstrip('/')}/{task}"
@@ -93,9 +96,7 @@ def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, A
             print(summary.render(), flush=True)
             where["runs"][task] = {"output": out, "run_id": spec.output.run_id, "summary": summary.as_dict()}
     finally:
-        import ray
-
-        if ray.is_initialized():
+        if owns_ray and ray.is_initialized():
             ray.shutdown()
     docvqa = where["runs"]["docvqa"]
     scores, target = evaluate.score_run(docvqa["output"], docvqa["run_id"], "docvqa", str(samples / "gold.jsonl"),
