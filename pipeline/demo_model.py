@@ -74,7 +74,13 @@ def demo_info(model: str) -> dict | None:
 
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
-    load_format=dummy) and the tiny test reader say what they are."""
+    load_format=dummy), the tiny test reader and a test's engine double say what they are."""
+    from pipeline.faults import label
+
+    return label(_weights_label(spec))
+
+
+def _weights_label(spec) -> str:
     trained = Path(spec.model) / READER_MARKER
     if trained.is_file() and json.loads(trained.read_text()).get("kind") == "tiny-reader":
         return f"{spec.model} [tiny test reader trained on generated pages: not a document model]"

@@ -137,23 +137,20 @@ class EngineActor:
         self.system_prompt = system_prompt
         self.actor_id, self.health = _health(health_actor)
         self.ready = False
+        self.first_reported = False
         _kill(self.health.call("engine_starting", self.actor_id))  # a predecessor's orphaned core
         if device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.spec.cpu_kvcache_gib))
         os.environ.update(engine_env(self.spec))
         started = time.monotonic()
         try:
-            from vllm import LLM
-
-            if device == "cuda":  # vLLM 0.26-0.28 without xformers: a dense mask over all images of a batch
-                pixtral_patch.apply()
-                print(f"docintel {pixtral_patch.reason()}", flush=True)
-            self.llm = LLM(**engine_args(self.spec, device))
+            self.llm, self.params = _open_engine(self.spec, device)
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
                                    on_failure=self._engine_failed)
             self._warm_up()
+            self.loop.first_entered_at = None  # the job's own requests from here on
             faults.engine_started(self.llm)
         except BaseException as exc:
             self.health.call("engine_start_failed", self.actor_id, f"{type(exc).__name__}: {exc}"[:1000])
@@ -233,7 +230,7 @@ class EngineActor:
         Image.new("RGB", (224, 224), "white").save(blank, "PNG")
         messages = prompts.build_messages(blank.getvalue(), "Reply with JSON.", self.system_prompt)
         schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
-        results, _ = self.loop.submit([messages], [sampling_params(self.spec, schema, 4)], ["warm-up"])
+        results, _ = self.loop.submit([messages], [self.params(self.spec, schema, 4)], ["warm-up"])
         if isinstance(results[0], Exception):  # not fatal: the real requests will say what is wrong
             print(f"docintel engine warm-up request failed: {results[0]!r}", flush=True)
 
@@ -244,7 +241,7 @@ class EngineActor:
             return
         messages = [prompts.build_messages(row["image_url"], p["instruction"], self.system_prompt)
                     for row, p, _ in items]
-        params = [sampling_params(self.spec, json.loads(p["schema_json"]),
+        params = [self.params(self.spec, json.loads(p["schema_json"]),
                                   p["retry_max_tokens"] if retry else p["max_tokens"]) for _, p, _ in items]
         faults.before_submit([r for r, _, _ in items], self.core_pids)
         results, latencies = self.loop.submit(messages, params, [page_key(r) for r, _, _ in items], exclusive)
@@ -290,7 +287,24 @@ class EngineActor:
         for items in suspects:  # one at a time, alone in the engine: see engine_health.py
             self._answer(items, exclusive=True)
         self.health.call_async("answered", [page_key(r) for r in asked if status.get(page_key(r)) != GUILTY])
+        if not self.first_reported and self.loop.first_entered_at is not None:
+            self.first_reported = True  # when the job's requests started reaching this engine
+            self.health.call_async("first_request", self.loop.first_entered_at)
         return ENGINE_OUTPUT.table(rows)
+
+
+def _open_engine(spec: EngineSpec, device: str):
+    """(vllm.LLM, the SamplingParams maker), or a test's engine double (pipeline/faults.py)."""
+    double = faults.engine_double()
+    if double is not None:
+        cls, options = double
+        return cls(spec, **options), cls.sampling_params
+    from vllm import LLM
+
+    if device == "cuda":  # vLLM 0.26-0.28 without xformers: a dense mask over all images of a batch
+        pixtral_patch.apply()
+        print(f"docintel {pixtral_patch.reason()}", flush=True)
+    return LLM(**engine_args(spec, device)), sampling_params
 
 
 def _health(name: str | None):

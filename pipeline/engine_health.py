@@ -58,6 +58,8 @@ class HealthLedger:
     starts: int = 0
     core_pids: dict[str, list[int]] = field(default_factory=dict)  # actor id -> its engine's pids
     pages_done: int = 0
+    ready_at: float | None = None  # when the first engine was ready (epoch seconds)
+    first_request_at: float | None = None  # when the job's first request entered an engine (epoch seconds)
     last_failure: str | None = None
     stop_reason: str | None = None
     events: list[str] = field(default_factory=list)  # for the driver's terminal, in order
@@ -81,6 +83,8 @@ class HealthLedger:
     def engine_ready(self, actor_id: str, core_pids: list[int], pid: int | None = None,
                      seconds: float | None = None, at: float | None = None) -> None:
         self.ever_ready = True
+        if at is not None and (self.ready_at is None or at < self.ready_at):
+            self.ready_at = at
         self.starts_failed_in_a_row = 0
         self.core_pids[actor_id] = list(core_pids)
         self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core {list(core_pids)}, "
@@ -140,7 +144,15 @@ class HealthLedger:
             self.restarts_since_progress = 0
             self.suspects.difference_update(keys)
 
+    def first_request(self, at: float) -> None:
+        """An engine took its first request of the job at `at` (epoch seconds; the earliest counts)."""
+        if self.first_request_at is None or at < self.first_request_at:
+            self.first_request_at = at
+
     # ---- the job ----------------------------------------------------------------------------
+
+    def timeline(self) -> dict[str, float | None]:
+        return {"engine_ready_at": self.ready_at, "first_request_at": self.first_request_at}
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:

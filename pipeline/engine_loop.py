@@ -107,6 +107,7 @@ class EngineLoop:
         self._step_began: float | None = None
         self._to_add: collections.deque[tuple[_Job, int]] = collections.deque()  # taken, not yet in the engine
         self._stopping = False
+        self.first_entered_at: float | None = None  # when a request first entered the engine (epoch s)
         self._thread = threading.Thread(target=self._run, name="docintel-engine-loop", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="docintel-engine-watchdog", daemon=True)
         self._thread.start()
@@ -247,6 +248,8 @@ class EngineLoop:
                 self._answer(job, i, exc)
                 continue
             job.started[i] = time.monotonic()
+            if self.first_entered_at is None:
+                self.first_entered_at = time.time()
             with self._lock:
                 self._pending[_external_id(request_id)] = (job, i, request_id, deadline)
 

@@ -11,6 +11,18 @@ cannot be made from outside, so the engine actor calls these hooks, which do not
       the first engine step of the job (the marker file makes it once per job, across actor
       restarts) raises RuntimeError: a transient error inside the loop.
 
+A test whose subject is not the engine (commit, resume, storage, feeding) may replace it:
+
+  DOCINTEL_FAULTS='{"engine": "engine_double:EngineDouble", "step_s": 0.05}'
+      the engine actor builds this class (module:attribute, importable in the actor's process) with
+      the engine spec and the other keys of the config instead of vllm.LLM; the job labels every
+      row's model id as an engine double's (tests/engine_double.py is the one the tests use).
+
+A renderer that is slow (a test of how the engine is fed needs rendering to take a while):
+
+  DOCINTEL_FAULTS='{"render_delay_s": 0.5}'
+      the split stage waits this long after each page it renders.
+
 And one pause, so that a test can kill the driver at a chosen point of the commit:
 
   DOCINTEL_FAULTS='{"pause_at": "commit_move", "pause_s": 120}'
@@ -48,6 +60,27 @@ def before_submit(rows: list[dict[str, Any]], core_pids: list[int]) -> None:
         _kill_later(core_pids)
 
 
+DOUBLE_LABEL = " [engine double: not a model's answers]"
+
+
+def engine_double() -> tuple[type, dict[str, Any]] | None:
+    """(the class that replaces vllm.LLM, its keyword arguments), or None: the real engine."""
+    config = _config()
+    target = config.get("engine")
+    if not target:
+        return None
+    import importlib
+
+    module, _, name = target.partition(":")
+    options = {k: v for k, v in config.items() if k in ("step_s", "steps")}
+    return getattr(importlib.import_module(module), name), options
+
+
+def label(model_id: str) -> str:
+    """The model id rows carry: marked when an engine double answers instead of the model."""
+    return model_id + DOUBLE_LABEL if _config().get("engine") else model_id
+
+
 def engine_started(llm: Any) -> None:
     marker = _config().get("step_error_once")
     if not marker:
@@ -65,6 +98,14 @@ def engine_started(llm: Any) -> None:
         raise RuntimeError("docintel fault injection: a transient error inside engine.step()")
 
     engine.step = failing_step
+
+
+def page_rendered() -> None:
+    delay = _config().get("render_delay_s")
+    if delay:
+        import time
+
+        time.sleep(float(delay))
 
 
 def pause(point: str) -> None:

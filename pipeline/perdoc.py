@@ -22,6 +22,7 @@ from pipeline import layout
 from pipeline.rows import LISTED, Shape
 
 BUCKET_DOCS = 500
+LISTED_ROWS_PER_BLOCK = 10_000  # the listing is one file, read as one block: cut so that many tasks share it
 
 
 def _bucket(uri: str, buckets: int) -> int:
@@ -74,7 +75,8 @@ def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, f
     buckets = max(1, min(4096, documents // BUCKET_DOCS + 1))
     schema = _union_schema(row_schema)
     fs, inner = layout.open_fs(inputs_path)
-    ds = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema).map_batches(
+    ds = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema).repartition(
+        target_num_rows_per_block=LISTED_ROWS_PER_BLOCK).map_batches(
         _listed_side, batch_format="pyarrow", fn_kwargs={"schema": schema, "buckets": buckets})
     if row_files:
         fs, _ = layout.open_fs(row_files[0])

@@ -157,6 +157,7 @@ PAGE = Shape("page", [
     _c("words", WORDS, "Words of the text layer with their boxes, normalised to [0, 1] (null: no text layer)."),
     _c("doc_format", pa.string(), "Format detected from the bytes: pdf, png, jpeg, tiff, ..."),
     _c("render_s", pa.float64(), "Seconds spent rendering the page."),
+    _c("rendered_at", pa.float64(), "When the split stage handed the page on (epoch seconds; feeding.py)."),
     _c("error_kind", pa.string(), "Why the page (or document) has no image."),
     _c("error", pa.string(), "Human-readable error message."),
 ])

@@ -20,8 +20,8 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
-from pipeline import (answers, commit, layout, preflight, prompts, render_guard, request, resume, sources, telemetry,
-                      writer)
+from pipeline import (answers, commit, faults, feeding, layout, preflight, prompts, render_guard, request, resume, sources,
+                      telemetry, writer)
 from pipeline.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.demo_model import model_label
 from pipeline.engine import EngineActor
@@ -88,6 +88,8 @@ def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> Iterato
     pages: list[dict] = []
     for doc in batch.to_pylist():
         for page in render_guard.iter_guarded(doc, render, password):
+            faults.page_rendered()
+            page["rendered_at"] = time.time()
             pages.append(page)
             if len(pages) == SPLIT_PAGES_PER_TABLE:
                 yield PAGE.table(pages)
@@ -106,6 +108,8 @@ def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_i
     task, now = _task(task_spec), layout.now_utc()
     rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now)]
     receipt = writer.write_rows(rows, directory)
+    rendered = [t for t in batch.column("rendered_at").to_pylist() if t is not None]
+    receipt["last_rendered_at"] = max(rendered, default=None)
     telemetry.record_receipt(receipt, run_id)
     return writer.RECEIPT.table([receipt])
 
@@ -178,20 +182,24 @@ def listed_table(refs: list[sources.DocumentRef]) -> pa.Table:
 
 
 def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, system_prompt: str | None,
-                  health: str, done_ref, print_: dict):
+                  health: str, done_ref, print_: dict, per_task: int):
+    """The job's Ray dataset over `todo` (LISTED or resume PLAN rows), `per_task` documents to a CPU
+    task (feeding.py says why the blocks are cut as they are)."""
     import ray
 
     engine: EngineSpec = spec.engine
     together = spec.task.question_mode == "together"
     batch_size, in_flight = engine.actor_queue(1 if together else max(1, len(spec.task.questions)), device)
-    ds = todo.map_batches(_read, batch_size=1, batch_format="pyarrow",
-                          fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done_ref": done_ref,
-                                     "print_": print_, "max_pages": spec.render.max_pages})
+    ds = todo.repartition(target_num_rows_per_block=per_task)
+    ds = ds.map_batches(_read, batch_size=1, batch_format="pyarrow",
+                        fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done_ref": done_ref,
+                                   "print_": print_, "max_pages": spec.render.max_pages})
     ds = ds.map_batches(_split, batch_size=1, batch_format="pyarrow",
                         fn_kwargs={"render": spec.render, "password": spec.input.pdf_password})
-    ds = ds.map_batches(_requests, batch_format="pyarrow", batch_size=batch_size,
+    ds = ds.map_batches(_requests, batch_format="pyarrow", batch_size=None,
                         fn_kwargs={"task_spec": spec.task, "system_prompt": system_prompt,
                                    "max_model_len": engine.max_model_len})
+    ds = ds.repartition(target_num_rows_per_block=batch_size)  # fused into the task: one engine batch a block
     ds = ds.map_batches(
         EngineActor,
         fn_constructor_kwargs={"engine_spec": engine, "device": device, "system_prompt": system_prompt,
@@ -256,6 +264,14 @@ def _consume(ds, health, poll_s: float, progress: telemetry.Progress) -> tuple[d
     return totals, None  # finished: every page came back, whatever the ledger says now
 
 
+def _stats(ds):
+    """Ray Data's execution stats of the finished dataset (internal API: None if it moved)."""
+    try:
+        return ds._raw_stats()
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _start_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
     if spec.output.resume:
         try:
@@ -314,7 +330,9 @@ def run_job(spec: JobSpec) -> RunSummary:
         health = ray.remote(JobHealth).options(name=actor_name(paths.run_id), num_cpus=0).remote(
             spec.ray.engine_start_attempts, spec.ray.max_restarts_without_progress, spec.engine.concurrency)
         log.info("run %s: %d documents -> %s (engine on %s)", paths.run_id, documents, paths.output, device)
-        ds = build_dataset(spec, todo, device, paths, system_prompt, actor_name(paths.run_id), done_ref, print_)
+        per_task = feeding.documents_per_task(documents, ray.cluster_resources().get("CPU", 1))
+        ds = build_dataset(spec, todo, device, paths, system_prompt, actor_name(paths.run_id), done_ref, print_,
+                           per_task)
         totals, verdict = _consume(ds, health, spec.ray.health_poll_s, telemetry.Progress(paths.run_id, documents))
         if verdict:
             raise EngineFailed(f"{verdict}. The run is not committed; what was answered is kept: "
@@ -324,7 +342,9 @@ def run_job(spec: JobSpec) -> RunSummary:
                                 f"(first: {totals['write_errors'][0]}). The run is not committed: "
                                 f"`--resume {paths.run_id}` redoes those pages")
         extra = {"run_id": paths.run_id, "output": paths.output, "task": task.name, "model": model_label(spec.engine),
-                 "device": device, "documents_listed": documents, "log_file": _log_folder()}
+                 "device": device, "documents_listed": documents, "log_file": _log_folder(),
+                 "feeding": feeding.report(per_task, _stats(ds), ray.get(health.call.remote("timeline")),
+                                           totals.get("last_rendered_at"))}
         cctx = commit.CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
         marker = commit.commit_run(cctx, extra, started)
     finally:

@@ -32,6 +32,7 @@ RECEIPT = Shape("receipt", [
     Column("prompt_tokens", pa.int64(), False, "Prompt tokens, counted once per request."),
     Column("output_tokens", pa.int64(), False, "Output tokens, counted once per request."),
     Column("write_error", pa.string(), True, "Why the file could not be written, after retries."),
+    Column("last_rendered_at", pa.float64(), True, "When the newest page of the batch was rendered (epoch s)."),
 ])
 
 
@@ -74,3 +75,5 @@ def add_receipts(totals: dict[str, Any], batch: pa.Table) -> None:
         if rec["write_error"]:
             totals.setdefault("write_errors", []).append(rec["write_error"])
         totals["files"] = totals.get("files", 0) + (rec["file"] is not None)
+        if rec["last_rendered_at"] is not None:
+            totals["last_rendered_at"] = max(totals.get("last_rendered_at", 0.0), rec["last_rendered_at"])

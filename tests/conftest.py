@@ -71,3 +71,22 @@ def output_with_two_runs(tmp_path_factory, corpus, demo_model):
     with open(staged[0] + ".parquet", "r+b") as f:  # a writer killed halfway, on a local disk
         f.truncate(os.path.getsize(staged[0]) // 2)
     return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray for the session (`ray start --head`, 4 logical CPUs), for the runs that neither
+    kill their process tree nor look for workers under their driver: they join it with `--address`
+    instead of starting a Ray of their own."""
+    import subprocess
+    import tempfile
+
+    import jobs
+
+    gcs = jobs.free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
+    subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=4", "--num-gpus=0",
+                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   check=True, capture_output=True, env=jobs.env(RAY_AUTH_MODE="disabled"), timeout=180)
+    yield f"127.0.0.1:{gcs}"
+    jobs.stop_ray_cluster(gcs)

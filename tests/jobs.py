@@ -3,6 +3,7 @@ finding the real processes of its run (engine core, engine actor, Ray workers) t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import psutil
 from pipeline import layout, output
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 # The engine core in the actor's process starts in half the time on a CPU (one import of torch and
 # vLLM, not three). The tests that stop or kill the engine core run it apart, as the product does.
 FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.max_model_len=4096",
@@ -26,10 +28,19 @@ FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--s
 
 
 def env(**extra: str) -> dict[str, str]:
-    # "local": a new Ray of its own, never a cluster another test started with `ray start` (which
-    # ray.init() would otherwise find and join; tests run two at a time).
+    # "local": a new Ray of its own unless --address names one, never a cluster another test started
+    # with `ray start` (which ray.init() would otherwise find and join).
     # No usage-stats actor polling in every test's Ray (nothing may reach the network anyway).
-    return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0", **extra)
+    # tests/ on the path: the engine double (tests/engine_double.py) is imported in Ray's workers.
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0",
+                PYTHONPATH=path, **extra)
+
+
+def double(step_s: float = 0.0, **faults) -> dict[str, str]:
+    """The environment that swaps vLLM for the engine double (tests/engine_double.py), for runs whose
+    subject is not the engine; `faults`: other DOCINTEL_FAULTS keys to inject as well."""
+    return {"DOCINTEL_FAULTS": json.dumps({"engine": "engine_double:EngineDouble", "step_s": step_s, **faults})}
 
 
 def command(*args: str) -> list[str]:
