@@ -12,7 +12,16 @@ pipeline: `docintel run` over the same PDFs (Ray Data: read -> render -> engine 
           Parquet), as a separate process.
 Both exclude engine start-up: raw times its chat call after a warm-up; the pipeline is timed from
 the moment its engine reports ready to the newest row's created_at (the rows are then written and
-committed; that tail is reported as well). GPU memory is sampled with nvidia-smi every 0.5 s.
+committed; that tail is reported as well, and `wall_s` is the whole run, start-up and commit
+included). GPU memory is sampled with nvidia-smi every 0.5 s, and `nvidia-smi dmon` runs beside
+each side: `sm_under_90_share` is the share of its seconds (engine ready to last answer) with the
+GPU's SM busy under 90 %.
+
+From the run's own record (_SUCCESS `feeding`, pipeline/feeding.py): seconds from engine ready to
+the first request in the engine (taken in the engine loop), CPU-stage tasks and how many ran at
+once, documents per task. `compare` exits 3 when the pipeline is under --min-ratio (0.9) of raw,
+so a regression cannot be recorded as a result. The pipeline's log, its dmon samples and Ray
+Data's logs are kept beside --out.
 
 With a model folder from `docintel demo-model --full` (real Mistral Small 3.2 shapes, random
 weights, load_format=dummy) speeds are the real model's and answers are noise. Retries of invalid
@@ -40,6 +49,38 @@ from pipeline.config import JobSpec, load_spec, parse_override  # noqa: E402
 
 QUESTIONS = ["What is the total?", "What is the date?", "What is the title of this document?",
              "How many line items are there?", "What is the amount for toner?", "Who is the seller?"]
+
+
+class Dmon:
+    """`nvidia-smi dmon -s u -o T` beside a block: (epoch seconds, SM %) samples, kept in `log`."""
+
+    def __init__(self, log: Path):
+        self.log, self.samples, self.proc = log, [], None
+
+    def __enter__(self):
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "dmon", "-s", "u", "-d", "1", "-o", "DT"],
+                                         stdout=open(self.log, "w"), stderr=subprocess.DEVNULL)
+        except OSError:
+            self.proc = None  # no GPU here (the CPU smoke run of this script)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        self.proc.wait(10)
+        import datetime as dt
+
+        for line in self.log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 3 and not line.startswith("#") and parts[3].isdigit():
+                at = dt.datetime.strptime(f"{parts[0]} {parts[1]}", "%Y%m%d %H:%M:%S").timestamp()
+                self.samples.append((at, int(parts[3])))
+
+    def under_share(self, start: float, end: float, threshold: int = 90) -> float | None:
+        window = [sm for at, sm in self.samples if start <= at <= end]
+        return round(sum(sm < threshold for sm in window) / len(window), 3) if window else None
 
 
 class GpuMemory:
@@ -99,7 +140,7 @@ def _pages(spec: JobSpec, docs: Path) -> list[dict]:
     return rows
 
 
-def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
+def run_raw(spec: JobSpec, docs: Path, sides: list[int], dmon_log: Path) -> list[dict]:
     """One engine; for each longest side: render every page, then one timed LLM.chat over all."""
     from vllm import LLM
 
@@ -113,7 +154,7 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
     if spec.engine.device == "cpu":  # smoke runs of this script on a machine without a GPU
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(spec.engine.cpu_kvcache_gib))
     os.environ.update(engine_env(spec.engine))  # the engine process(es) as the pipeline's actor has them
-    with GpuMemory() as memory:
+    with GpuMemory() as memory, Dmon(dmon_log) as dmon:
         t0 = time.monotonic()
         llm = LLM(**engine_args(spec.engine, "cpu" if spec.engine.device == "cpu" else "cuda"))
         start_s = time.monotonic() - t0
@@ -128,9 +169,9 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
             messages = [prompts.build_messages(r["image_url"], p["instruction"], system_prompt) for r, p in requests]
             params = [sampling_params(spec.engine, json.loads(p["schema_json"]), p["max_tokens"]) for _, p in requests]
             llm.chat(messages[:4], params[:4], use_tqdm=False)  # warm-up: grammars, first shapes
-            t0 = time.monotonic()
+            t0, began = time.monotonic(), time.time()
             outputs = llm.chat(messages, params, use_tqdm=False)
-            seconds = time.monotonic() - t0
+            seconds, ended = time.monotonic() - t0, time.time()
             prompt = sum(len(o.prompt_token_ids) for o in outputs)
             output = sum(len(o.outputs[0].token_ids) for o in outputs)
             results.append(dict(stage="raw", side=side, width=pages[0]["width"], height=pages[0]["height"],
@@ -139,18 +180,23 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int]) -> list[dict]:
                                 prompt_tokens_per_page=round(prompt / len(pages)),
                                 output_tokens_per_page=round(output / len(pages), 1),
                                 finished_by_length=sum(o.outputs[0].finish_reason == "length" for o in outputs),
-                                engine_start_s=round(start_s, 1), render_s_one_core=round(render_s, 2)))
+                                engine_start_s=round(start_s, 1), render_s_one_core=round(render_s, 2),
+                                window=(began, ended)))
             print(json.dumps(results[-1]), flush=True)
     for r in results:
         r["gpu_mem_peak_mib"] = memory.peak
+        r["sm_under_90_share"] = dmon.under_share(*r.pop("window"))
     return results
 
 
 READY = re.compile(r"engine ready in ([\d.]+)s \(actor pid \d+, engine core \[[\d, ]*\], at ([\d.]+)\)")
 
 
-def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
-    """`docintel run` in its own process; timed from its (first) engine ready to its newest row."""
+def run_pipeline(spec: JobSpec, docs: Path, out: Path, keep: Path) -> dict:
+    """`docintel run` in its own process; timed from its (first) engine ready to its newest row.
+    Its log, dmon samples and Ray Data's logs go to files named after `keep` (the result's path)."""
+    import shutil
+
     import pyarrow.compute as pc
 
     from pipeline import output
@@ -160,8 +206,8 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     started = time.time()
     ready: list[tuple[float, float]] = []
-    log = out.parent / f"{out.name}.log"
-    with GpuMemory() as memory, open(log, "w") as sink:
+    log = keep.with_suffix(".pipeline.log")
+    with GpuMemory() as memory, Dmon(keep.with_suffix(".pipeline.dmon.txt")) as dmon, open(log, "w") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", str(spec_file), "--input", str(docs),
                                  "--output", str(out), "--run-id", "bench"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -174,6 +220,10 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
     ended = time.time()
     if code != 0 or not ready:
         raise SystemExit(f"pipeline run failed (exit {code}); see {log}")
+    marker = output.marker(str(out), "bench")
+    if marker.get("log_file"):  # Ray Data's own logs: each operator's tasks as the run went
+        shutil.copytree(Path(marker["log_file"]) / "ray-data", keep.with_suffix(".ray-data"), dirs_exist_ok=True)
+    feeding = marker.get("feeding", {})
     rows = output.read_pages(str(out), "bench")
     last_row = pc.max(rows["created_at"]).as_py().timestamp()
     # With several replicas, timed from the first one ready (conservative: the others were still starting).
@@ -183,19 +233,19 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path) -> dict:
                    for r in rows.select(["doc_id", "page_index", "question", "request_questions",
                                          "prompt_tokens", "output_tokens"]).to_pylist()}
     seconds = last_row - engine_ready
-    # Where the pipeline's fixed costs sit: engine ready -> its first batch answered (approximately:
-    # a row's created_at minus the engine call's latency), and how many engine batches there were.
-    timing = rows.select(["created_at", "latency_s"]).to_pylist()
-    first_call = min(r["created_at"].timestamp() - r["latency_s"] for r in timing if r["latency_s"] is not None)
+    stage = feeding.get("cpu_stage", {})
     return dict(stage="pipeline", side=spec.render.max_side, pages=len(pages), rows=rows.num_rows,
                 valid=int(pc.sum(rows["valid"]).as_py()), seconds=round(seconds, 2),
                 pages_per_s=round(len(pages) / seconds, 3),
                 prompt_tokens_per_page=round(sum(r["prompt_tokens"] or 0 for r in per_request.values()) / len(pages)),
                 output_tokens_per_page=round(sum(r["output_tokens"] or 0 for r in per_request.values()) / len(pages), 1),
                 engines=len(ready), engine_start_s=[s for s, _ in ready],
-                first_engine_call_after_ready_s=round(first_call - engine_ready, 2),
+                first_request_after_ready_s=feeding.get("first_request_after_ready_s"),
+                documents_per_task=feeding.get("documents_per_task"), cpu_stage_tasks=stage.get("tasks"),
+                cpu_stage_most_at_once=stage.get("most_at_once"),
                 write_and_commit_s=round(ended - last_row, 1), wall_s=round(ended - started, 1),
-                render_s_per_page=round(pc.mean(rows["render_s"]).as_py(), 4), gpu_mem_peak_mib=memory.peak)
+                render_s_per_page=round(pc.mean(rows["render_s"]).as_py(), 4), gpu_mem_peak_mib=memory.peak,
+                sm_under_90_share=dmon.under_share(engine_ready, last_row))
 
 
 def main() -> None:
@@ -210,6 +260,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="job spec override")
     ap.add_argument("--work", default="/tmp/bench_gpu")
     ap.add_argument("--out", default="bench_gpu.json")
+    ap.add_argument("--min-ratio", type=float, default=0.9,
+                    help="compare: exit 3 when the pipeline makes fewer pages/s than this times raw")
     args = ap.parse_args()
 
     spec = bench_spec(args)
@@ -220,7 +272,7 @@ def main() -> None:
     sides = [int(s) for s in args.sides.split(",")]
     label = " ".join(args.set) or "defaults"
     if args.what == "_raw":  # the raw stage in its own process, so its GPU memory is freed after
-        Path(args.out).write_text(json.dumps(run_raw(spec, docs, sides)))
+        Path(args.out).write_text(json.dumps(run_raw(spec, docs, sides, Path(args.out).with_suffix(".dmon.txt"))))
         return
     results = []
     if args.what in ("compare", "raw"):
@@ -232,7 +284,7 @@ def main() -> None:
         subprocess.run(cmd, check=True)
         results += json.loads(raw_json.read_text())
     if args.what in ("compare", "pipeline"):
-        results.append(run_pipeline(spec, docs, work / f"out-{int(time.time())}"))
+        results.append(run_pipeline(spec, docs, work / f"out-{int(time.time())}", Path(args.out)))
         print(json.dumps(results[-1]), flush=True)
     summary = {"settings": label, "spec": {k: spec.model_dump(mode="json")[k] for k in ("engine", "task", "render")},
                "results": results}
@@ -240,8 +292,14 @@ def main() -> None:
     pipe = [r for r in results if r["stage"] == "pipeline"]
     if raw and pipe:
         summary["pipeline_over_raw"] = round(pipe[0]["pages_per_s"] / raw[0]["pages_per_s"], 3)
-        print(json.dumps({"settings": label, "pipeline_over_raw": summary["pipeline_over_raw"]}), flush=True)
+        print(json.dumps({"settings": label, "pipeline_over_raw": summary["pipeline_over_raw"],
+                          "first_request_after_ready_s": pipe[0]["first_request_after_ready_s"],
+                          "cpu_stage_most_at_once": pipe[0]["cpu_stage_most_at_once"]}), flush=True)
     Path(args.out).write_text(json.dumps(summary, indent=1))
+    if raw and pipe and summary["pipeline_over_raw"] < args.min_ratio:
+        print(f"the pipeline made {summary['pipeline_over_raw']}x raw's pages/s, under --min-ratio {args.min_ratio}",
+              file=sys.stderr)
+        raise SystemExit(3)
 
 
 if __name__ == "__main__":

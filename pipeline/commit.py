@@ -119,7 +119,7 @@ _LOST_SHAPE = Shape("lost", [c for c in PAGE_TABLE.columns if c.name in DOCUMENT
 
 
 def _write_ray(ds, directory: str) -> None:
-    fs, inner = layout.open_fs(directory)
+    fs, inner = layout.ray_fs(directory)
     ds.write_parquet(inner, filesystem=fs, min_rows_per_file=50_000)
 
 
@@ -129,7 +129,9 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
 
     # The job may tolerate lost blocks (they become not_processed rows); the commit may not: a block
     # lost here would silently take documents out of the manifest and the counts.
-    ray.data.DataContext.get_current().max_errored_blocks = 0
+    data_ctx = ray.data.DataContext.get_current()
+    data_ctx.max_errored_blocks = 0
+    data_ctx.retried_io_errors = []  # one retry policy: Ray's filesystem calls go through storage.retrying
     paths = ctx.paths
     files = written_files(paths)  # 1.
     drop_derived(paths)

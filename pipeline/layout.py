@@ -37,16 +37,23 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.storage import filesystem_for, is_uri, retry_transient
+from pipeline.storage import filesystem_for, is_uri, move, retry_transient, retrying
 
 RECORD = "_docintel/runs"
 
 
 def open_fs(path: str):
-    """(pyarrow FileSystem, path inside it) for a local path or a URI."""
+    """(pyarrow FileSystem, path inside it) for a local path or a URI. Its calls are not retried:
+    every use here wraps them in retry_transient."""
     if is_uri(path):
         return filesystem_for(path)
     return pafs.LocalFileSystem(), os.path.abspath(path.removeprefix("file://"))
+
+
+def ray_fs(path: str):
+    """(filesystem, path inside it) to hand Ray Data: every call it makes is retried (storage.retrying)."""
+    fs, inner = open_fs(path)
+    return retrying(fs), inner
 
 
 @dataclass(frozen=True)
@@ -184,28 +191,32 @@ def move_files(src_dir: str, dst_dir: str) -> int:
         return 0
     if isinstance(fs, pafs.LocalFileSystem) and fs.get_file_info(dst).type == pafs.FileType.NotFound:
         fs.create_dir(dst.rsplit("/", 1)[0], recursive=True)
-        retry_transient(lambda: fs.move(src, dst), f"move {src_dir} -> {dst_dir}")
+        move(fs, src, dst)
         return len(files)
-    fs.create_dir(dst, recursive=True)
+    retry_transient(lambda: fs.create_dir(dst, recursive=True), f"create {dst_dir}")
     for path in files:
         name = path.rsplit("/", 1)[1]
-        retry_transient(lambda name=name: fs.move(f"{src}/{name}", f"{dst}/{name}"), f"move {path} -> {dst_dir}")
+        move(fs, f"{src}/{name}", f"{dst}/{name}")
     return len(files)
 
 
 def delete_files(directory: str) -> None:
     """Delete the files of a folder of derived data (the commit rebuilds it); never staged pages."""
-    fs, _ = open_fs(directory)
     for path in list_files(directory):
-        retry_transient(lambda path=path: fs.delete_file(open_fs(path)[1]), f"delete {path}")
+        delete_file(path)
+
+
+def delete_file(path: str) -> None:
+    fs, inner = open_fs(path)
+    retry_transient(lambda: fs.delete_file(inner), f"delete {path}")
 
 
 def quarantine(path: str, paths: RunPaths) -> str:
     """Move an unreadable staged file aside (kept for inspection, out of the run's data)."""
     fs, inner = open_fs(path)
     _, target = open_fs(f"{paths.quarantine}/{path.rsplit('/', 1)[1]}")
-    fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-    retry_transient(lambda: fs.move(inner, target), f"quarantine {path}")
+    retry_transient(lambda: fs.create_dir(target.rsplit("/", 1)[0], recursive=True), f"create {paths.quarantine}")
+    move(fs, inner, target)
     return target
 
 

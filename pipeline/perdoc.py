@@ -74,16 +74,16 @@ def by_document(inputs_path: str, row_files: list[str], row_schema: pa.Schema, f
 
     buckets = max(1, min(4096, documents // BUCKET_DOCS + 1))
     schema = _union_schema(row_schema)
-    fs, inner = layout.open_fs(inputs_path)
+    fs, inner = layout.ray_fs(inputs_path)
     ds = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema).repartition(
         target_num_rows_per_block=LISTED_ROWS_PER_BLOCK).map_batches(
         _listed_side, batch_format="pyarrow", fn_kwargs={"schema": schema, "buckets": buckets})
     if row_files:
-        fs, _ = layout.open_fs(row_files[0])
+        fs, _ = layout.ray_fs(row_files[0])
         paths = "path" in row_schema.names
         read = pa.schema([f for f in row_schema if f.name != "path"])
-        # The schema given: Ray does not read it from a file in the driver, where a transient storage
-        # error would not be retried (its file reads retry DataContext.retried_io_errors).
+        # The schema given: Ray does not read it from a file in the driver. Every call Ray makes goes
+        # through the retrying filesystem (storage.retrying), in the driver and in the workers.
         staged = ray.data.read_parquet([layout.open_fs(p)[1] for p in row_files], filesystem=fs, schema=read,
                                        columns=read.names, include_paths=paths)
         ds = ds.union(staged.map_batches(_rows_side, batch_format="pyarrow",

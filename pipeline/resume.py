@@ -87,7 +87,7 @@ def drop_derived(paths: layout.RunPaths) -> None:
         layout.delete_files(folder)
     for path in layout.list_files(paths.pages):  # lost rows an interrupted commit had moved in
         if path.rsplit("/", 1)[1].startswith("lost-"):
-            layout.open_fs(path)[0].delete_file(layout.open_fs(path)[1])
+            layout.delete_file(path)
 
 
 def plan_document(source_uri: str, listed: dict | None, rows: list[dict], max_pages: int) -> list[dict]:

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from pipeline import (answers, commit, faults, feeding, layout, preflight, prompts, render_guard, request, resume, sources,
-                      telemetry, writer)
+                      storage, telemetry, writer)
 from pipeline.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.demo_model import model_label
 from pipeline.engine import EngineActor
@@ -272,22 +272,45 @@ def _stats(ds):
         return None
 
 
-def _start_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
+def _check_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
+    """A resume of the same job, or a new run id: refused before Ray starts (an answer in a second)."""
     if spec.output.resume:
         try:
             resume.check(paths, print_, listed)
         except resume.ResumeRefused as exc:
             raise UsageError(str(exc)) from None
-        return
-    if layout.read_json(paths.job) is not None:
+    elif layout.read_json(paths.job) is not None:
         raise UsageError(f"run {paths.run_id} already exists under {paths.output}: finish it with --resume "
                          f"{paths.run_id}, or choose another --run-id")
+
+
+def _start_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
+    if spec.output.resume:
+        return
     layout.write_table(paths.inputs, listed)
     layout.write_json(paths.job, {"run_id": paths.run_id, "spec": spec.redacted(), "fingerprint": print_,
                                   "started_at": layout.now_utc().isoformat()})
 
 
 def run_job(spec: JobSpec) -> RunSummary:
+    """Run the job; UsageError (nothing was done), EngineFailed or StorageFailed (not committed: a
+    `--resume` finishes it) say why it stopped."""
+    recorded: list[bool] = []  # the run's record is written: a resume can finish it
+    try:
+        return _run_job(spec, recorded)
+    except (UsageError, EngineFailed, StorageFailed):
+        raise
+    except Exception as exc:
+        failure = storage.storage_failure(exc)
+        if failure is None:
+            raise
+        then = (f"`--resume {spec.output.run_id}` finishes it" if recorded else
+                "nothing was started: run it again")
+        raise StorageFailed(f"storage failed: {failure}. The run is not committed; nothing was deleted; "
+                            f"{then}") from exc
+
+
+def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
     import ray
 
     started = time.monotonic()
@@ -305,16 +328,21 @@ def run_job(spec: JobSpec) -> RunSummary:
     paths = layout.RunPaths(spec.output.path, spec.output.run_id)
     print_ = fingerprint(spec, task)
     system_prompt = prompts.load_system_prompt(spec.engine.system_prompt, spec.engine.model)
+    listed = listed_table(refs)
+    del refs  # the driver keeps nothing per document from here on
+    _check_record(spec, paths, print_, listed)
     owns_ray = not ray.is_initialized()
     init_ray(spec)
     try:
         device = preflight.after_ray(spec, device)  # the cluster's checks: before anything is written
-        _start_record(spec, paths, print_, listed_table(refs))
-        del refs  # the driver keeps nothing per document from here on
+        _start_record(spec, paths, print_, listed)
+        recorded.append(True)
+        del listed
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
         ctx.shuffle_strategy = spec.ray.shuffle_strategy
+        ctx.retried_io_errors = []  # one retry policy: Ray's filesystem calls go through storage.retrying
         # An engine actor that dies while starting is replaced, without a limit of Ray Data's own: the
         # health ledger bounds start-up (ray.engine_start_attempts) and ends the job with a clear error.
         ctx.max_consecutive_actor_init_deaths = -1
@@ -324,7 +352,7 @@ def run_job(spec: JobSpec) -> RunSummary:
             resume.drop_derived(paths)
             todo = resume.todo(paths, files, documents, spec.render.max_pages)
         else:
-            fs, inner = layout.open_fs(paths.inputs)
+            fs, inner = layout.ray_fs(paths.inputs)
             todo = ray.data.read_parquet(inner, filesystem=fs, schema=LISTED.schema)
         done_ref = ray.put(done_documents(spec.output.path)) if spec.output.incremental else None
         health = ray.remote(JobHealth).options(name=actor_name(paths.run_id), num_cpus=0).remote(

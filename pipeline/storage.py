@@ -4,16 +4,23 @@
   the string as the object key, byte for byte: no URI decoding, so `#`, `?`, `%`, `+`, spaces
   and non-ASCII are ordinary key characters (S3 keys may hold any of them).
 * `retry_transient(fn, what)` runs one storage operation with bounded, jittered exponential
-  backoff, retrying only errors that a second try can cure (timeouts, resets, 5xx, throttling).
+  backoff, retrying only errors that a second try can cure (timeouts, resets, 5xx, throttling);
+  throttling (503 SlowDown, 429) backs off from 1 s, a reset or a timeout from 0.2 s.
   It is the only retry layer: S3 filesystems made here switch the AWS SDK's own retries off
   (`SDK_ATTEMPTS = 1`), so "N attempts" means N requests per operation (curl may still redo a
   request once when a reused keep-alive connection turns out dead before any reply: that is a
   new connection, not a retry of an answered request) and every wait is ours, logged.
+* `retrying(fs)` is a filesystem whose every call goes through `retry_transient`: it is what Ray
+  Data gets for the job's reads and writes of object storage (the listing, the commit's reads of
+  staged files and its writes), so that Ray's own calls, in the driver (file info, listing) and in
+  its workers, are retried the same way; the job switches Ray's retries off
+  (DataContext.retried_io_errors = []), so there is one policy.
 * `escape_name` gives a lossless, valid UTF-8 text for a local path that is not valid UTF-8.
 """
 from __future__ import annotations
 
 import fnmatch
+import io
 import logging
 import os
 import random
@@ -23,6 +30,8 @@ import time
 from functools import lru_cache
 from typing import Callable, TypeVar
 
+import pyarrow.fs as pafs
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -30,6 +39,8 @@ T = TypeVar("T")
 ATTEMPTS = 4            # tries in all, the first included
 BACKOFF_FIRST_S = 0.2   # wait before the 2nd try; doubles each time ...
 BACKOFF_CAP_S = 5.0     # ... up to this; each wait is drawn from [delay/2, delay] (jitter)
+THROTTLED_FIRST_S = 1.0  # the same for throttling (503 SlowDown, 429): the store asks us to slow down
+THROTTLED_CAP_S = 20.0
 SDK_ATTEMPTS = 1        # the AWS SDK's own tries per request: 1 = no hidden retries under ours
 # S3 client timeouts. With libcurl (Linux) the request timeout means "less than 1 byte/s for this
 # long", so a large object that keeps flowing is never cut; a stalled connection is, after this.
@@ -47,6 +58,9 @@ _TRANSIENT = re.compile(
     r"|HTTP status (?:5\d\d|429|408)\b|\b(?:SlowDown|Throttl\w*|RequestTimeout|InternalError|ServiceUnavailable)\b"
     r"|[Cc]onnection (?:was )?reset|Broken pipe|[Tt]imed? ?out|Operation too slow",
 )
+# Of those, the store saying "slow down": a longer backoff. A 503 on a HEAD has no body to name it.
+_THROTTLED = re.compile(r"AWS Error (?:SLOW_DOWN|THROTTLING|SERVICE_UNAVAILABLE)\b|HTTP status (?:503|429)\b"
+                        r"|\b(?:SlowDown|Throttl\w*|ServiceUnavailable)\b")
 # Never retried, whatever else the text says: the answer will not change.
 _PERMANENT = re.compile(r"ACCESS_DENIED|AccessDenied|NO_SUCH_KEY|NoSuchKey|NO_SUCH_BUCKET|NoSuchBucket"
                         r"|InvalidAccessKeyId|SignatureDoesNotMatch"
@@ -145,9 +159,16 @@ def is_transient(exc: BaseException) -> bool:
     return not _PERMANENT.search(text) and bool(_TRANSIENT.search(text))
 
 
-def backoff_delay(retry: int) -> float:
-    """Seconds to wait before retry number `retry` (1 = the 2nd attempt), jittered."""
-    delay = min(BACKOFF_CAP_S, BACKOFF_FIRST_S * 2 ** (retry - 1))
+def is_throttled(exc: BaseException) -> bool:
+    """A transient error in which the store asks for fewer requests (503 SlowDown, 429)."""
+    return isinstance(exc, OSError) and bool(_THROTTLED.search(str(exc)))
+
+
+def backoff_delay(retry: int, throttled: bool = False) -> float:
+    """Seconds to wait before retry number `retry` (1 = the 2nd attempt), jittered; longer when the
+    store throttles."""
+    first, cap = (THROTTLED_FIRST_S, THROTTLED_CAP_S) if throttled else (BACKOFF_FIRST_S, BACKOFF_CAP_S)
+    delay = min(cap, first * 2 ** (retry - 1))
     return random.uniform(delay / 2, delay)
 
 
@@ -171,11 +192,135 @@ def retry_transient(fn: Callable[[], T], what: str, *, attempts: int | None = No
                 raise
             if attempt == attempts:
                 raise RetriesExhausted(what, attempts, exc) from exc
-            wait = backoff_delay(attempt)
+            wait = backoff_delay(attempt, is_throttled(exc))
             log.warning("%s: %s: %s; retry %d of %d in %.2fs", what, type(exc).__name__, exc,
                         attempt, attempts - 1, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
+
+
+def storage_failure(exc: BaseException) -> OSError | None:
+    """The storage error behind `exc` (through Ray's wrappers and chained causes): retries that ran
+    out, or an object-store error no retry cures (access denied, ...); None if it is something else."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, RetriesExhausted) or (isinstance(e, OSError) and _PERMANENT.search(str(e))
+                                                and "AWS Error" in str(e)):
+            return e
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None)]
+    return None
+
+
+# ---- a filesystem whose every call is retried --------------------------------------------
+
+def retrying(fs):
+    """`fs` with every call retried by retry_transient (a local filesystem is returned as it is:
+    its errors are not transient). Reads fetch the whole object (retried as one request), writes
+    are one PUT at close (retried): a stream broken half-way is never seen by the caller."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return fs
+    return pafs.PyFileSystem(_RetryingHandler(fs))
+
+
+class _RetryingHandler(pafs.FileSystemHandler):
+    def __init__(self, fs):
+        self.fs = fs
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _RetryingHandler) and self.fs.equals(other.fs)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def get_type_name(self) -> str:
+        return f"retrying+{self.fs.type_name}"
+
+    def normalize_path(self, path):
+        return self.fs.normalize_path(path)
+
+    def get_file_info(self, paths):
+        return retry_transient(lambda: self.fs.get_file_info(paths), f"file info of {', '.join(paths)[:300]}")
+
+    def get_file_info_selector(self, selector):
+        return retry_transient(lambda: self.fs.get_file_info(selector), f"list {selector.base_dir}")
+
+    def create_dir(self, path, recursive):
+        retry_transient(lambda: self.fs.create_dir(path, recursive=recursive), f"create {path}")
+
+    def delete_dir(self, path):
+        retry_transient(lambda: self.fs.delete_dir(path), f"delete {path}")
+
+    def delete_dir_contents(self, path, missing_dir_ok=False):
+        retry_transient(lambda: self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok), f"empty {path}")
+
+    def delete_root_dir_contents(self):
+        raise OSError("refusing to empty the root of a filesystem")
+
+    def delete_file(self, path):
+        retry_transient(lambda: self.fs.delete_file(path), f"delete {path}")
+
+    def move(self, src, dest):
+        move(self.fs, src, dest)
+
+    def copy_file(self, src, dest):
+        retry_transient(lambda: self.fs.copy_file(src, dest), f"copy {src} -> {dest}")
+
+    def _read(self, path):
+        import pyarrow as pa
+
+        def read():
+            with self.fs.open_input_stream(path) as f:
+                return f.read()
+        return pa.BufferReader(retry_transient(read, f"read {path}"))
+
+    def open_input_stream(self, path):
+        return self._read(path)
+
+    def open_input_file(self, path):
+        return self._read(path)
+
+    def open_output_stream(self, path, metadata):
+        import pyarrow as pa
+
+        return pa.PythonFile(_PutOnClose(self.fs, path, metadata), mode="w")
+
+    def open_append_stream(self, path, metadata):
+        raise NotImplementedError("append to an object: not supported")
+
+
+class _PutOnClose(io.BytesIO):
+    def __init__(self, fs, path: str, metadata):
+        super().__init__()
+        self.fs, self.path, self.metadata = fs, path, metadata
+
+    def close(self) -> None:
+        if not self.closed:
+            data = self.getvalue()
+
+            def put() -> None:
+                with self.fs.open_output_stream(self.path, metadata=self.metadata) as out:
+                    out.write(data)
+            retry_transient(put, f"write {self.path}")
+        super().close()
+
+
+def move(fs, src: str, dest: str) -> None:
+    """fs.move, retried; on an object store a move is a copy and a delete, so a retry after a lost
+    reply may find the source gone and the copy there: that move is done, not failed."""
+    def attempt() -> None:
+        try:
+            fs.move(src, dest)
+        except FileNotFoundError:
+            src_info, dest_info = fs.get_file_info([src, dest])
+            if src_info.type == pafs.FileType.NotFound and dest_info.type == pafs.FileType.File:
+                return
+            raise
+    retry_transient(attempt, f"move {src} -> {dest}")
 
 
 # ---- local listing ---------------------------------------------------------------------

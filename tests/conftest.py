@@ -15,10 +15,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded in tests
 
 
 def pytest_collection_modifyitems(items):
-    """Tests run two at a time (pytest-xdist, --dist loadgroup). Tests that share an expensive
-    session or module fixture run in one worker, so it is built once: the output with two runs,
-    and the two-node Ray cluster."""
+    """Marks that follow the shared fixtures: a test that needs the output with two runs may start
+    its real engine (`engine`); one that needs the killed run kills a process tree (`faults`).
+
+    With pytest-xdist (`-n 2 --dist loadgroup`, for a machine with cores to spare; CI runs the
+    tests one at a time), tests that share an expensive session fixture run in one worker, so it is
+    built once: the output with two runs, and the two-node Ray cluster."""
     for item in items:
+        if "output_with_two_runs" in item.fixturenames:
+            item.add_marker(pytest.mark.engine)
+        if "output_with_a_killed_run" in item.fixturenames:
+            item.add_marker(pytest.mark.faults)
         if "output_with_two_runs" in item.fixturenames:
             item.add_marker(pytest.mark.xdist_group("output-with-two-runs"))
         elif "two_nodes" in item.fixturenames:
@@ -45,30 +52,44 @@ QUESTIONS = ["What is the total?", "What is the date?"]
 
 
 @pytest.fixture(scope="session")
-def output_with_two_runs(tmp_path_factory, corpus, demo_model):
-    """An output folder as a nightly job leaves it: two committed runs of the corpus (2 questions),
-    and a third run whose driver was killed mid-run, with a half-written file in its staging."""
+def output_with_two_runs(tmp_path_factory, corpus, demo_model, ray_cluster):
+    """An output folder as a nightly job leaves it: two committed runs of the corpus (2 questions).
+    The first run is the real engine's (the end-to-end docvqa run of tests/test_e2e.py); the second
+    uses the engine double on the session's Ray: it is there for what a folder of runs looks like."""
     import json
-    import shutil
 
     import jobs
 
     folder, _ = corpus
     out = tmp_path_factory.mktemp("two-runs") / "out"
-    for run_id in RUNS:
+    for run_id, extra, env in ((RUNS[0], [], {}), (RUNS[1], ["--address", ray_cluster], jobs.double())):
         proc = jobs.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(out), "--model", demo_model,
-                        "--run-id", run_id, *jobs.FAST, "--set", f"task.questions={json.dumps(QUESTIONS)}")
+                        "--run-id", run_id, *jobs.FAST, "--set", f"task.questions={json.dumps(QUESTIONS)}", *extra,
+                        **env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out.with_name(f"{run_id}.stdout").write_text(proc.stdout)
+    return out
+
+
+@pytest.fixture(scope="session")
+def output_with_a_killed_run(output_with_two_runs, corpus, demo_model):
+    """The same folder with a third run whose driver was killed mid-run (the engine double, slowed),
+    and a truncated copy of one of its staged files: what a crash and a damaged copy leave behind."""
+    import shutil
+
+    import jobs
+
+    folder, _ = corpus
+    out = output_with_two_runs
     log = out.parent / "killed.log"
     proc = jobs.start("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", "killed",
                       "--question", QUESTIONS[0], *jobs.FAST, "--set", "engine.batch_size=1",
-                      "--set", "output.pages_per_file=1", log=log)
+                      "--set", "output.pages_per_file=1", log=log, **jobs.double(step_s=0.5))
     jobs.wait_for(lambda: len(jobs.staged_files(out, "killed")) >= 2, 600, "staged files", proc, log)
     jobs.kill_tree(proc)
     staged = jobs.staged_files(out, "killed")
     shutil.copy(staged[0], staged[0] + ".parquet")
-    with open(staged[0] + ".parquet", "r+b") as f:  # a writer killed halfway, on a local disk
+    with open(staged[0] + ".parquet", "r+b") as f:  # a corrupt file in staging (a damaged or foreign copy)
         f.truncate(os.path.getsize(staged[0]) // 2)
     return out
 
@@ -89,4 +110,32 @@ def ray_cluster():
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
                    check=True, capture_output=True, env=jobs.env(RAY_AUTH_MODE="disabled"), timeout=180)
     yield f"127.0.0.1:{gcs}"
+    jobs.stop_ray_cluster(gcs)
+
+
+@pytest.fixture(scope="session")
+def two_nodes():
+    """A real two-node Ray cluster (`ray start --head` with the dashboard and the Job Submission API,
+    plus a second `ray start --address`), shared by tests/test_cluster.py and tests/test_submit.py:
+    (GCS address, dashboard URL, the two nodes' metrics URLs). Ray 2.60 asks for a token: jobs.AUTH.
+    Jobs submitted to it answer with the engine double (its workers' environment): what is tested
+    there is the cluster, not the engine."""
+    import subprocess
+    import tempfile
+
+    import jobs
+
+    env = jobs.env(**jobs.AUTH, **jobs.double())
+    env.pop("RAY_ADDRESS")
+    gcs, dash, metrics, metrics2 = jobs.free_port(), jobs.free_port(), jobs.free_port(), jobs.free_port()
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
+    subprocess.run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
+                    "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+                    f"--metrics-export-port={metrics}", "--disable-usage-stats", f"--temp-dir={temp}"],
+                   check=True, capture_output=True, env=env, timeout=180)
+    subprocess.run(["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--num-gpus=0",
+                    f"--metrics-export-port={metrics2}", "--disable-usage-stats"],
+                   check=True, capture_output=True, env=env, timeout=180)
+    yield (f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}",
+           [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics2)])
     jobs.stop_ray_cluster(gcs)

@@ -12,8 +12,13 @@ a matching rule can, on its Nth..Mth match (counted per rule):
 * ``status``   answer ``status`` (default 503) with an S3-style XML error body, upstream untouched;
 * ``truncate`` forward the upstream response's headers and half its body, then RST.
 
-Every request the proxy saw is recorded as a `Record` (method, path, outcome: the HTTP status it
-returned, or the fault's name) so tests can assert how often a client tried.
+A rule picks requests by HTTP method and path (regular expressions), or by the kind of S3 request
+(`kind`): HEAD, GET (an object), LIST (GET on the bucket: a listing), PUT (an object, a multipart
+part or its completion), COPY (PUT with x-amz-copy-source: how a move starts) and DELETE (one
+object, or a multi-object delete).
+
+Every request the proxy saw is recorded as a `Record` (method, path, kind, outcome: the HTTP status
+it returned, or the fault's name) so tests can assert how often a client tried.
 
     with FaultProxy(moto_url) as proxy:
         proxy.add_rule("reset", method="GET", path=r"/docs/in/a\\.pdf$", first=1, last=2)
@@ -31,6 +36,19 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 FAULTS = ("reset", "close", "stall", "status", "truncate")
+KINDS = ("HEAD", "GET", "LIST", "PUT", "COPY", "DELETE")
+
+
+def kind_of(method: str, target: str, headers: dict[bytes, bytes]) -> str:
+    """The S3 request type of a request (path-style addressing, as S3-compatible endpoints use)."""
+    path, _, query = target.partition("?")
+    if method == "DELETE" or (method == "POST" and "delete" in query.split("&")):
+        return "DELETE"
+    if method in ("PUT", "POST"):
+        return "COPY" if b"x-amz-copy-source" in headers else "PUT"
+    if method == "GET" and path.strip("/").count("/") == 0:
+        return "LIST"  # GET /bucket?list-type=2&prefix=...
+    return method
 _NO_BODY_STATUS = {204, 304}
 
 
@@ -42,6 +60,7 @@ class Rule:
     fault: str
     method: str = ".*"
     path: str = ".*"
+    kind: str | None = None
     first: int = 1
     last: int | None = 1
     status: int = 503
@@ -51,10 +70,13 @@ class Rule:
     def __post_init__(self) -> None:
         if self.fault not in FAULTS:
             raise ValueError(f"fault must be one of {FAULTS}, got {self.fault!r}")
+        if self.kind is not None and self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
-    def applies(self, method: str, path: str) -> bool:
+    def applies(self, method: str, path: str, kind: str) -> bool:
         """Count a matching request; True when this one is in the faulted range."""
-        if not (re.fullmatch(self.method, method) and re.search(self.path, path)):
+        if not (re.fullmatch(self.method, method) and re.search(self.path, path)
+                and (self.kind is None or self.kind == kind)):
             return False
         self.matched += 1
         return self.matched >= self.first and (self.last is None or self.matched <= self.last)
@@ -65,6 +87,7 @@ class Record:
     method: str
     path: str
     outcome: int | str  # HTTP status sent to the client, or the fault's name
+    kind: str = ""
 
 
 class _Server(socketserver.ThreadingTCPServer):
@@ -103,9 +126,9 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def add_rule(self, fault: str, *, method: str = ".*", path: str = ".*", first: int = 1,
-                 last: int | None = 1, status: int = 503, seconds: float = 5.0) -> Rule:
-        rule = Rule(fault, method, path, first, last, status, seconds)
+    def add_rule(self, fault: str, *, method: str = ".*", path: str = ".*", kind: str | None = None,
+                 first: int = 1, last: int | None = 1, status: int = 503, seconds: float = 5.0) -> Rule:
+        rule = Rule(fault, method, path, kind, first, last, status, seconds)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -116,23 +139,23 @@ class FaultProxy:
             self.rules.clear()
             self.log.clear()
 
-    def requests(self, method: str | None = None, path: str | None = None) -> list[Record]:
-        """Recorded requests, optionally only those whose method equals / path matches (re.search)."""
+    def requests(self, method: str | None = None, path: str | None = None, kind: str | None = None) -> list[Record]:
+        """Recorded requests, optionally only those whose method / kind equals, path matches (re.search)."""
         with self._lock:
             return [r for r in self.log if (method is None or r.method == method)
-                    and (path is None or re.search(path, r.path))]
+                    and (path is None or re.search(path, r.path)) and (kind is None or r.kind == kind)]
 
     # ---- the proxy -----------------------------------------------------------------------
 
-    def _record(self, method: str, path: str, outcome: int | str) -> None:
+    def _record(self, method: str, path: str, outcome: int | str, kind: str) -> None:
         with self._lock:
-            self.log.append(Record(method, path, outcome))
+            self.log.append(Record(method, path, outcome, kind))
 
-    def _fault_for(self, method: str, path: str) -> Rule | None:
+    def _fault_for(self, method: str, path: str, kind: str) -> Rule | None:
         with self._lock:
             hit = None
             for rule in self.rules:  # every rule counts its matches, the first faulting one wins
-                if rule.applies(method, path) and hit is None:
+                if rule.applies(method, path, kind) and hit is None:
                     hit = rule
             return hit
 
@@ -147,14 +170,15 @@ class FaultProxy:
                 method, target = head[0].split(b" ")[:2]
                 method_s, target_s = method.decode(), target.decode("latin-1")
                 headers = _headers(head)
-                rule = self._fault_for(method_s, target_s)
+                kind = kind_of(method_s, target_s, headers)
+                rule = self._fault_for(method_s, target_s, kind)
                 if headers.get(b"expect", b"").lower() == b"100-continue":
                     # Answer it here (curl would otherwise wait a second before sending the body).
                     client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
                     head = [h for h in head if not h.lower().startswith(b"expect:")]
                 body = _read_body(cin, headers)  # read first: a fault must not leave it unread
                 if rule is not None and rule.fault != "truncate":
-                    self._record(method_s, target_s, rule.status if rule.fault == "status" else rule.fault)
+                    self._record(method_s, target_s, rule.status if rule.fault == "status" else rule.fault, kind)
                     if rule.fault == "status":
                         client.sendall(_error_response(rule.status, with_body=method_s != "HEAD"))
                         continue
@@ -169,7 +193,7 @@ class FaultProxy:
                 upstream.sendall(b"".join(h + b"\r\n" for h in head) + b"\r\n" + body)
                 # Recorded before the response goes out: a client done reading may look at the log.
                 keep = self._relay_response(uin, client, method_s, truncate=rule is not None, record=lambda status: (
-                    self._record(method_s, target_s, "truncate" if rule is not None else status)))
+                    self._record(method_s, target_s, "truncate" if rule is not None else status, kind)))
                 if rule is not None:
                     _rst(client)
                     return

@@ -21,6 +21,8 @@ from pipeline import layout, output
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
+# Ray 2.60's `ray start` asks clients for a token; the clusters the tests start and their clients share this one.
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456789abcdef"}
 # The engine core in the actor's process starts in half the time on a CPU (one import of torch and
 # vLLM, not three). The tests that stop or kill the engine core run it apart, as the product does.
 FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.max_model_len=4096",

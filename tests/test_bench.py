@@ -35,7 +35,7 @@ def test_gpu_bench_compares_raw_and_pipeline_on_identical_requests(tmp_path, dem
     out = tmp_path / "cmp.json"
     _bench("bench/bench_gpu.py", "compare", "--model", demo_model, "--pages", "3", "--sides", "384",
            "--max-tokens", "8", "--set", "engine.device=cpu", "--set", "engine.max_model_len=4096",
-           "--set", "engine.separate_core=false", "--work", str(tmp_path / "work"), "--out", str(out))
+           "--set", "engine.separate_core=false", "--work", str(tmp_path / "work"), "--out", str(out), "--min-ratio", "0")
     summary = json.loads(out.read_text())
     raw, pipe = summary["results"]
     assert (raw["stage"], pipe["stage"]) == ("raw", "pipeline")
@@ -44,4 +44,6 @@ def test_gpu_bench_compares_raw_and_pipeline_on_identical_requests(tmp_path, dem
     assert raw["prompt_tokens_per_page"] == pipe["prompt_tokens_per_page"]
     assert raw["output_tokens_per_page"] == pipe["output_tokens_per_page"] == 4 * 8
     assert summary["pipeline_over_raw"] == round(pipe["pages_per_s"] / raw["pages_per_s"], 3)
-    assert pipe["engines"] == 1 and pipe["first_engine_call_after_ready_s"] >= 0
+    assert pipe["engines"] == 1 and pipe["first_request_after_ready_s"] >= 0  # from the run's record
+    assert pipe["cpu_stage_tasks"] >= 1 and pipe["cpu_stage_most_at_once"] >= 1 and pipe["documents_per_task"] >= 1
+    assert out.with_suffix(".pipeline.log").is_file() and any(out.with_suffix(".ray-data").iterdir())

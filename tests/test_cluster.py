@@ -1,54 +1,34 @@
-"""On a real two-node local Ray cluster (`ray start --head` plus a second `ray start --address`):
-local paths are refused unless declared shared, and the run's counters reach the metrics endpoint
-while it runs. Both nodes see the same disk here, so the first test checks the decision."""
+"""On a real two-node local Ray cluster (conftest.two_nodes): local paths are refused unless declared
+shared, the run's counters reach the metrics endpoint while it runs, and both nodes render pages.
+Both nodes see the same disk here, so the first test checks the decision. The engine is the double
+(slowed, so that the run lasts while its counters are read): the subject is the cluster."""
 import os
 import re
-import subprocess
-import tempfile
 import time
 import urllib.request
 
-import pytest
-
 import jobs
-
-pytestmark = pytest.mark.engine
-AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456789abcdef"}
-
-
-@pytest.fixture(scope="module")
-def two_nodes():
-    env = jobs.env(**AUTH)
-    gcs, metrics, metrics2 = jobs.free_port(), jobs.free_port(), jobs.free_port()
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
-    subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
-                    f"--metrics-export-port={metrics}", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={temp}"], check=True, capture_output=True, env=env, timeout=180)
-    subprocess.run(["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--num-gpus=0",
-                    f"--metrics-export-port={metrics2}", "--disable-usage-stats"],
-                   check=True, capture_output=True, env=env, timeout=180)
-    yield f"127.0.0.1:{gcs}", [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics2)]
-    jobs.stop_ray_cluster(gcs)
+from pipeline import output
 
 
 def test_local_paths_are_refused_on_a_cluster_of_several_nodes(two_nodes, tmp_path, corpus, demo_model):
-    address, _ = two_nodes
+    address, _, _ = two_nodes
     folder, _ = corpus
     proc = jobs.run("run", "--address", address, "--input", str(folder), "--output", str(tmp_path / "out"),
-                    "--model", demo_model, "--question", "What is the total?", *jobs.FAST, timeout=300, **AUTH)
+                    "--model", demo_model, "--question", "What is the total?", *jobs.FAST, timeout=300, **jobs.AUTH)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "2 nodes" in proc.stderr and "S3" in proc.stderr and "storage.shared_filesystem" in proc.stderr
     assert not (tmp_path / "out" / "pages").exists()
 
 
-def test_a_run_on_the_cluster_with_a_shared_filesystem_exports_its_counters(two_nodes, tmp_path, corpus, demo_model):
-    address, metrics = two_nodes
+def test_a_run_on_the_cluster_renders_on_both_nodes_and_exports_its_counters(two_nodes, tmp_path, corpus, demo_model):
+    address, _, metrics = two_nodes
     folder, expected = corpus
     out, log = tmp_path / "out", tmp_path / "run.log"
     proc = jobs.start("run", "--address", address, "--input", str(folder), "--output", str(out), "--model", demo_model,
                       "--question", "What is the total?", "--run-id", "c2", *jobs.FAST,
                       "--set", "storage.shared_filesystem=true", "--set", "engine.batch_size=1",
-                      "--set", "output.pages_per_file=1", log=log, **AUTH)
+                      "--set", "output.pages_per_file=1", log=log, **jobs.AUTH, **jobs.double(step_s=2.0))
     seen = ""
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:
@@ -66,3 +46,5 @@ def test_a_run_on_the_cluster_with_a_shared_filesystem_exports_its_counters(two_
     assert proc.wait(900) == 0, log.read_text()[-3000:]
     jobs.assert_exactly_once(out, "c2", expected, ["What is the total?"])
     assert os.path.isdir(out / "pages" / "c2")
+    stage = output.marker(str(out), "c2")["feeding"]["cpu_stage"]
+    assert stage["nodes"] == 2, stage  # the read -> split -> requests tasks ran on both nodes

@@ -18,8 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import jobs
 
+pytestmark = pytest.mark.faults  # the committing process is SIGKILLed
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 

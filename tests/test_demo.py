@@ -1,11 +1,14 @@
-"""The first ten minutes: `docintel demo` on the CPU, as the README's first command runs it; the
-README's demo-model command on the shipped samples, verbatim; and a quiet terminal: no vLLM INFO
-lines in a default run's output, while the log folder the summary names holds them."""
+"""The first ten minutes: `docintel demo` on the CPU, as the README's first command runs it (the real
+engine end to end for docvqa, chartqa and fields; the fields run's document table is checked for its
+typed columns); the README's demo-model command on the shipped samples, verbatim; and a quiet
+terminal: no vLLM INFO lines in a default run's output, while the log folder the summary names
+holds them."""
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import jobs
@@ -15,9 +18,16 @@ pytestmark = pytest.mark.engine
 README = (jobs.REPO / "README.md").read_text()
 
 
-def test_docintel_demo_shows_the_whole_product(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(jobs.command("demo", "--output", str(tmp_path / "demo")), capture_output=True, text=True,
                           timeout=1500, env=jobs.env(XDG_CACHE_HOME=str(tmp_path / "cache")), cwd=tmp_path)
+    return tmp_path, proc
+
+
+def test_docintel_demo_shows_the_whole_product(demo):
+    tmp_path, proc = demo
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-4000:]
     assert "MEANINGLESS" in text and "Where to look" in text
@@ -32,6 +42,21 @@ def test_docintel_demo_shows_the_whole_product(tmp_path):
     # quiet: docintel's lines, not vLLM's or Ray's
     assert not re.search(r"\bINFO\b.*\[(core|llm|model|gpu_model_runner|cpu_model_runner)", text)
     assert "docintel: engine ready in" in text
+
+
+def test_fields_become_typed_columns_of_the_document_table(demo):
+    tmp_path, proc = demo
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    out = tmp_path / "demo" / "fields"
+    got = duckdb.sql(f"select source_uri, total, invoice_date, line_items, field_errors, field_details "
+                     f"from read_parquet('{out}/documents/*/*.parquet') where total > -1e300 or total is null")
+    types = dict(zip(got.columns, got.types))
+    assert str(types["total"]) == "DOUBLE" and str(types["invoice_date"]) in ("DATE", "VARCHAR")
+    assert str(types["line_items"]).startswith("STRUCT") and str(types["line_items"]).endswith("[]")
+    assert len(got.fetchall()) == 2  # one row per document: the invoice and the scanned letter
+    for doc in output.read_documents(str(out), "demo-fields").to_pylist():  # a value that did not convert is
+        for path in doc["field_errors"] or []:                               # null, and says why
+            assert doc[path[0].split(".")[0]] is None or "." in path[0]
 
 
 def test_the_readme_demo_model_command_runs_on_the_samples_and_keeps_vllm_logs_in_the_log_folder(tmp_path):

@@ -1,14 +1,11 @@
 """End to end through the CLI: a folder of generated documents, local Ray, the real vLLM engine on the
-CPU (tiny random-weight model), both tables written, read back as the README says with pyarrow,
-pandas and DuckDB."""
+CPU (tiny random-weight model), both tables written with their schemas (tests/test_readers.py reads
+the same output with pyarrow, pandas, DuckDB, Polars and Spark); and two refusals before any work."""
 import json
 import os
 
-import duckdb
 import jsonschema
-import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 
 import jobs
 from pipeline import output
@@ -26,7 +23,6 @@ def test_no_gpu_stops_at_once_and_names_the_demo_model(tmp_path, corpus):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.engine
 def test_cli_run_writes_both_tables_one_row_per_page_and_question(output_with_two_runs, corpus):
     _, expected_pages = corpus
     out = output_with_two_runs
@@ -58,37 +54,9 @@ def test_cli_run_writes_both_tables_one_row_per_page_and_question(output_with_tw
         (name, q) for name in expected_pages for q in QUESTIONS)
     assert all(d["status"] in ("ok", "partial") and d["pages_answered"] >= 0 for d in docs)
 
-    # Whole folders as analysts read them (README): committed runs only, run_id a string column.
-    whole = pq.read_table(out / "pages")
-    assert whole.num_rows == 2 * pages * len(QUESTIONS) and whole.schema.field("run_id").type == "string"
-    assert pq.read_table(out / "documents").num_rows == 2 * len(docs)
-    assert len(pd.read_parquet(out / "pages", dtype_backend="pyarrow")) == whole.num_rows
-    counts = duckdb.sql(f"select run_id, count(*) from read_parquet('{out}/pages/**/*.parquet') "
-                        "group by run_id order by run_id").fetchall()
-    assert counts == [(first, pages * len(QUESTIONS)), (second, pages * len(QUESTIONS))]
-    assert set(whole.schema.names) == set(PAGE_TABLE.names)
+    # Whole folders as analysts read them: tests/test_readers.py, on this same output.
+    assert set(pq.read_schema(next((out / "pages" / first).glob("*.parquet"))).names) == set(PAGE_TABLE.names)
     assert set(pq.read_schema(next((out / "documents" / first).glob("*.parquet"))).names) == set(DOCUMENT_TABLE.names)
-
-
-@pytest.mark.engine
-def test_fields_become_typed_columns_of_the_document_table(tmp_path, corpus, demo_model):
-    folder, expected_pages = corpus
-    out = tmp_path / "out"
-    proc = jobs.run("run", "--input", str(folder / "invoice.pdf"), "--input", str(folder / "receipt.png"),
-                    "--output", str(out), "--model", demo_model, "--task", "fields", "--run-id", "f",
-                    "--set", "task.fields_schema=invoice", "--set", "task.max_tokens=512", *jobs.FAST)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    got = duckdb.sql(f"select source_uri, total, invoice_date, line_items, field_errors, field_details "
-                     f"from read_parquet('{out}/documents/*/*.parquet') where total > -1e300 or total is null")
-    types = dict(zip(got.columns, got.types))
-    assert str(types["total"]) == "DOUBLE" and str(types["invoice_date"]) in ("DATE", "VARCHAR")
-    assert str(types["line_items"]).startswith("STRUCT") and str(types["line_items"]).endswith("[]")
-    rows = got.fetchall()
-    assert len(rows) == 2  # one row per document
-    docs = output.read_documents(str(out), "f").to_pylist()
-    for doc in docs:  # a value that did not convert is null, and says why
-        for path in doc["field_errors"] or []:
-            assert doc[path[0].split(".")[0]] is None or "." in path[0]
 
 
 def test_a_fields_schema_whose_names_cannot_be_columns_is_refused_before_any_engine(tmp_path, corpus):

@@ -2,6 +2,7 @@
 class without Ray: answers are noise, but they must be schema-valid JSON and accounted for."""
 import datetime as dt
 import json
+import os
 
 import pytest
 
@@ -22,10 +23,18 @@ NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 @pytest.fixture(scope="module")
 def actor(demo_model):
+    # The actor sets vLLM's environment for its process (engine.engine_env); here that is pytest's,
+    # so it is put back afterwards: no later test may depend on this one having run.
+    saved = {name: os.environ.get(name) for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE")}
     engine = EngineActor(EngineSpec(model=demo_model, max_model_len=4096, batch_size=8, separate_core=False), "cpu",
                          None)
     yield engine
     engine.shutdown()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _pages(tmp_path, questions, extra_text=None, max_side=768, pages=2):

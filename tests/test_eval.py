@@ -70,8 +70,8 @@ def test_manifest_groups_questions_per_document():
                                        {"path": "/b.png", "questions": ["q"]}]
 
 
-@pytest.mark.engine
-def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
+def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model, ray_cluster):
+    """The engine is the double (tests/engine_double.py): the subject is eval's plumbing and scoring."""
     gold_dir = tmp_path / "gold"
     make_pdf(gold_dir / "invoice.pdf", pages=2, total="1,234.50")
     make_png(gold_dir / "receipt.png", text="Receipt  Total 12.99")
@@ -83,9 +83,10 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
         {"document": "receipt.png", "page": 0, "question": "What is the total?", "answers": ["12.99"],
          "question_type": "form"},
     ]))
-    env = jobs.env()
+    env = jobs.env(**jobs.double())
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold), "--task", "docvqa",
                            "--output", str(tmp_path / "out"), "--model", demo_model, "--run-id", "ev",
+                           "--address", ray_cluster,
                            "--set", "ray.progress_bars=false", "--set", "render.max_side=768",
                            "--set", "engine.separate_core=false"],
                           capture_output=True, text=True, timeout=600, env=env)
@@ -103,9 +104,9 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model):
     assert pq.read_table(tmp_path / "out" / "pages").num_rows == 5
 
 
-@pytest.mark.engine
-def test_eval_chartqa_in_the_published_format(tmp_path, demo_model):
-    """ChartQA's own layout (test_human.json + png/): a bar chart whose tallest bar is labelled 77."""
+def test_eval_chartqa_in_the_published_format(tmp_path, demo_model, ray_cluster):
+    """ChartQA's own layout (test_human.json + png/): a bar chart whose tallest bar is labelled 77.
+    The engine is the double."""
     import pymupdf
 
     from docgen import make_pdf
@@ -118,9 +119,10 @@ def test_eval_chartqa_in_the_published_format(tmp_path, demo_model):
     (gold_dir / "test_human.json").write_text(json.dumps([
         {"imgname": "bars.png", "query": "What is the value of the tallest bar?", "label": "77"},
         {"imgname": "bars.png", "query": "Which region has the lowest revenue?", "label": "West"}]))
-    env = jobs.env()
+    env = jobs.env(**jobs.double())
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold_dir / "test_human.json"),
                            "--task", "chartqa", "--output", str(tmp_path / "out"), "--model", demo_model,
+                           "--address", ray_cluster,
                            "--run-id", "cq", "--set", "ray.progress_bars=false", "--set", "engine.separate_core=false"],
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -12,12 +12,9 @@ import pytest
 from conftest import RUNS
 from pipeline import output
 
-pytestmark = pytest.mark.engine
-
-
 @pytest.fixture(scope="module")
-def out(output_with_two_runs):
-    return output_with_two_runs
+def out(output_with_a_killed_run):
+    return output_with_a_killed_run
 
 
 def _committed(out):

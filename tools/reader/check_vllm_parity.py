@@ -58,6 +58,19 @@ def cases() -> list[tuple[bytes, str]]:
 def vllm_outputs(folder: str, messages: list[list[dict]], steps: int = STEPS):
     """[(prompt ids, greedy ids, [{token: logprob}] per step)] from vLLM, set up as the pipeline does."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    # The engine core in this process, whatever ran before in it (one process imports vLLM, not two).
+    saved = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        return _vllm_outputs(folder, messages, steps)
+    finally:
+        if saved is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = saved
+
+
+def _vllm_outputs(folder: str, messages: list[list[dict]], steps: int):
     from vllm import LLM, SamplingParams
 
     # the pipeline's settings (pipeline/engine.py engine_args) for a CPU run, float32 for a tight comparison
