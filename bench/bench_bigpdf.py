@@ -131,8 +131,8 @@ class Peaks:
 
 
 def _doc(data: bytes) -> dict[str, Any]:
-    from pipeline.rows import DOCUMENT
-    from pipeline.sources import content_id
+    from pipeline.core.rows import DOCUMENT
+    from pipeline.ingest.sources import content_id
 
     return DOCUMENT.row(source_uri="bench/bigpdf.pdf", doc_id=content_id(data), data=data, questions=[])
 
@@ -147,10 +147,10 @@ def _held(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_case(case: str, pdf: Path, batch: int) -> dict[str, Any]:
-    from pipeline.config import RenderSpec
-    from pipeline.pages import count_pages, iter_pages
-    from pipeline.render_guard import split_guarded
-    from pipeline.rows import PAGE
+    from pipeline.core.config import RenderSpec
+    from pipeline.ingest.pages import count_pages, iter_pages
+    from pipeline.ingest.render_guard import split_guarded
+    from pipeline.core.rows import PAGE
 
     import pymupdf  # noqa: F401 - loaded before the baseline, as in a warm Ray worker
 
@@ -174,8 +174,8 @@ def run_case(case: str, pdf: Path, batch: int) -> dict[str, Any]:
                        errors=sorted({r["error_kind"] for r in rows if r["error_kind"]}))
             del table
         elif case == "split":
-            from pipeline.rows import DOCUMENT
-            from pipeline.run import SPLIT_PAGES_PER_TABLE, _split
+            from pipeline.core.rows import DOCUMENT
+            from pipeline.job.run import SPLIT_PAGES_PER_TABLE, _split
 
             n, table_max, tables = 0, 0, 0
             for table in _split(DOCUMENT.table([doc]), spec, None):

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import psutil  # noqa: E402
 
-from pipeline.config import RaySpec  # noqa: E402
+from pipeline.core.config import RaySpec  # noqa: E402
 
 MB = 2**20
 
@@ -145,7 +145,8 @@ class Sampler:
 def _instrument(sampler: Sampler) -> None:
     """A mark where each commit step begins (wrappers around the functions commit_run calls, which
     they pass through unchanged); a step lasts until the next mark."""
-    from pipeline import commit, layout, perdoc
+    from pipeline.commit import commit, perdoc
+    from pipeline.store import layout
 
     def wrap(owner, name: str, labels: list[str], after: list[str] | None = None) -> None:
         inner = getattr(owner, name)
@@ -237,7 +238,7 @@ def run_point(args) -> dict[str, Any]:
         tracemalloc.start(25)
     with sampler:
         sampler.mark("ray.init")
-        # The job's Ray Data settings (pipeline/config.py RaySpec, applied by run.py), or others to compare.
+        # The job's Ray Data settings (pipeline/core/config.py RaySpec, applied by run.py), or others to compare.
         os.environ["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = str(args.footer_actors)
         synthetic_run.init_ray(args.cpus, args.object_store_mb * MB if args.object_store_mb else None)
         import ray.data
@@ -249,7 +250,7 @@ def run_point(args) -> dict[str, Any]:
         ctx, extra = synthetic_run.commit_context(out, run_id)
         t_start = time.monotonic() - sampler.t0
         started = time.monotonic()
-        from pipeline.commit import commit_run
+        from pipeline.commit.commit import commit_run
 
         marker = commit_run(ctx, extra, started)
         wall = time.monotonic() - started

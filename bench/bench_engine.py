@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # docgen
 
 from docgen import make_pdf  # noqa: E402
 
-from pipeline.config import EngineSpec, RenderSpec, TaskSpec  # noqa: E402
-from pipeline.pages import split_document  # noqa: E402
-from pipeline.sources import content_id  # noqa: E402
+from pipeline.core.config import EngineSpec, RenderSpec, TaskSpec  # noqa: E402
+from pipeline.ingest.pages import split_document  # noqa: E402
+from pipeline.ingest.sources import content_id  # noqa: E402
 
 QUESTIONS = ["What is the total?", "What is the date?", "What is the title of this document?",
              "How many line items are there?", "What is the amount for toner?", "Who is the seller?"]
@@ -55,9 +55,9 @@ def main() -> None:
     ap.add_argument("--out", default="bench_engine.json")
     args = ap.parse_args()
 
-    from pipeline.engine import EngineActor
-    from pipeline.request import request_row
-    from pipeline.rows import REQUEST
+    from pipeline.engine.actor import EngineActor
+    from pipeline.ingest.request import request_row
+    from pipeline.core.rows import REQUEST
     from pipeline.tasks import get_task
 
     questions = QUESTIONS[: args.questions]

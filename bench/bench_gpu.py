@@ -17,7 +17,7 @@ included). GPU memory is sampled with nvidia-smi every 0.5 s, and `nvidia-smi dm
 each side: `sm_under_90_share` is the share of its seconds (engine ready to last answer) with the
 GPU's SM busy under 90 %.
 
-From the run's own record (_SUCCESS `feeding`, pipeline/feeding.py): seconds from engine ready to
+From the run's own record (_SUCCESS `feeding`, pipeline/job/feeding.py): seconds from engine ready to
 the first request in the engine (taken in the engine loop), CPU-stage tasks and how many ran at
 once, documents per task. `compare` exits 3 when the pipeline is under --min-ratio (0.9) of raw,
 so a regression cannot be recorded as a result. The pipeline's log, its dmon samples and Ray
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from pipeline.config import JobSpec, load_spec, parse_override  # noqa: E402
+from pipeline.core.config import JobSpec, load_spec, parse_override  # noqa: E402
 
 QUESTIONS = ["What is the total?", "What is the date?", "What is the title of this document?",
              "How many line items are there?", "What is the amount for toner?", "Who is the seller?"]
@@ -130,8 +130,8 @@ def make_docs(folder: Path, pages: int) -> Path:
 
 def _pages(spec: JobSpec, docs: Path) -> list[dict]:
     """The page rows the pipeline's read and split stages make of the same PDFs."""
-    from pipeline.pages import split_document
-    from pipeline.sources import DocumentRef, read_document
+    from pipeline.ingest.pages import split_document
+    from pipeline.ingest.sources import DocumentRef, read_document
 
     rows = []
     for path in sorted(docs.glob("*.pdf")):
@@ -144,8 +144,9 @@ def run_raw(spec: JobSpec, docs: Path, sides: list[int], dmon_log: Path) -> list
     """One engine; for each longest side: render every page, then one timed LLM.chat over all."""
     from vllm import LLM
 
-    from pipeline import prompts, request
-    from pipeline.engine import engine_args, engine_env, sampling_params
+    from pipeline.ingest import request
+    from pipeline.tasks import prompts
+    from pipeline.engine.actor import engine_args, engine_env, sampling_params
     from pipeline.tasks import get_task
 
     task = get_task(spec.task.name, spec.task)
@@ -199,7 +200,7 @@ def run_pipeline(spec: JobSpec, docs: Path, out: Path, keep: Path) -> dict:
 
     import pyarrow.compute as pc
 
-    from pipeline import output
+    from pipeline.store import output
 
     spec_file = out.parent / f"{out.name}.yaml"
     spec_file.write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))

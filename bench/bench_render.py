@@ -31,10 +31,10 @@ import pymupdf  # noqa: E402
 from docgen import make_pdf  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from pipeline.config import RenderSpec  # noqa: E402
-from pipeline.pages import fit_zoom, split_document  # noqa: E402
-from pipeline.render_guard import split_guarded  # noqa: E402
-from pipeline.sources import content_id  # noqa: E402
+from pipeline.core.config import RenderSpec  # noqa: E402
+from pipeline.ingest.pages import fit_zoom, split_document  # noqa: E402
+from pipeline.ingest.render_guard import split_guarded  # noqa: E402
+from pipeline.ingest.sources import content_id  # noqa: E402
 
 
 def make_scanned_pdf(path: Path, pages: int) -> Path:

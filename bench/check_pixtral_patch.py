@@ -1,7 +1,7 @@
-"""GPU check of pipeline/pixtral_patch.py: vLLM 0.26's own Pixtral vision encoder, unpatched
+"""GPU check of pipeline/engine/pixtral_patch.py: vLLM 0.26's own Pixtral vision encoder, unpatched
 (dense block-diagonal mask + SDPA) vs patched (per-image FlashAttention varlen), on CUDA.
 
-Full-size Mistral Small 3.2 vision encoder (pipeline/demo_model.py `_VISION`: 24 layers, hidden
+Full-size Mistral Small 3.2 vision encoder (pipeline/engine/model.py `_VISION`: 24 layers, hidden
 1024, 16 heads of 64) with random weights, a batch of N page images of 1024x792 px (what
 mistral_common makes of them: 3x1036x812 -> a 74x58 patch grid, 4,292 patches each). Prints one
 JSON line: max abs / rel differences and ms per encoder forward of each path, peak GPU memory.
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from pipeline import pixtral_patch  # noqa: E402
-from pipeline.demo_model import _VISION  # noqa: E402
+from pipeline.engine import pixtral_patch  # noqa: E402
+from pipeline.engine.model import _VISION  # noqa: E402
 
 PAGE_PX = (1024, 792)  # height, width of a rendered letter page at 1024 px on its longest side
 

@@ -8,7 +8,7 @@
 set -uo pipefail
 OUT=${OUT:-./bench-out}; mkdir -p "$OUT"; TAG=${TAG:-run}
 export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 TEKKEN_SRC=$PWD/.gpu/tekken.json PYTHONUNBUFFERED=1
-[ -f /tmp/full/params.json ] || python3 -m pipeline.demo_model /tmp/full --full >/dev/null
+[ -f /tmp/full/params.json ] || python3 -m pipeline.cli demo-model /tmp/full --full >/dev/null
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 what=${1:-compare}; shift || true
 case "$what" in

@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pipeline import layout, writer  # noqa: E402
-from pipeline.rows import LISTED, PAGE_TABLE, BOX, ErrorKind as E  # noqa: E402
+from pipeline.core.rows import LISTED, PAGE_TABLE, BOX, ErrorKind as E  # noqa: E402
+from pipeline.store import fileio, layout, writer  # noqa: E402
 
 JOB_QUESTIONS = ("What is the invoice number?", "What is the total amount?", "Who is the supplier?",
                  "What is the invoice date?", "What is the due date?", "What is the VAT number?")
@@ -283,7 +283,7 @@ def _append(cols: dict[str, list], **values: Any) -> None:
 
 
 def _job_spec(out: str, run_id: str, p: Plan):
-    from pipeline.config import JobSpec
+    from pipeline.core.config import JobSpec
 
     return JobSpec.model_validate({"output": {"path": out, "run_id": run_id},
                                    "task": {"name": "docvqa", "questions": list(JOB_QUESTIONS[:p.questions])},
@@ -297,7 +297,7 @@ def _write_files(args: tuple) -> list[tuple[str, int]]:
     for i in file_indexes:
         table, keys = page_table(p, range(i * per_file, min(total, (i + 1) * per_file)), model_id, prompt_version)
         path = f"{directory}/{writer.file_name(keys)}"
-        pq.write_table(table, path)  # the run's own writer goes through layout.write_table: same bytes
+        pq.write_table(table, path)  # the run's own writer goes through fileio.write_table: same bytes
         written.append((path.rsplit("/", 1)[1], table.num_rows))
     return written
 
@@ -305,8 +305,8 @@ def _write_files(args: tuple) -> list[tuple[str, int]]:
 def build(out: str, run_id: str, pages: int, questions: int = 4, pages_per_file: int = 512, max_pages: int = 500,
           seed: int = 0, workers: int = 1, **fractions: Any) -> dict[str, Any]:
     """Write the synthetic run under OUT and return its expectations (see the module doc)."""
-    from pipeline.demo_model import model_label
-    from pipeline.identity import fingerprint
+    from pipeline.engine.model import model_label
+    from pipeline.commit.identity import fingerprint
     from pipeline.tasks import get_task
 
     began = time.monotonic()
@@ -315,7 +315,7 @@ def build(out: str, run_id: str, pages: int, questions: int = 4, pages_per_file:
     paths = layout.RunPaths(out, run_id)
     spec = _job_spec(out, run_id, p)
     task = get_task("docvqa", spec.task)
-    if layout.read_json(paths.job) is not None:
+    if fileio.read_json(paths.job) is not None:
         raise FileExistsError(f"run {run_id} already exists under {out}")
     docs = p.kind.size
     listed = pa.table({
@@ -325,8 +325,8 @@ def build(out: str, run_id: str, pages: int, questions: int = 4, pages_per_file:
         "mtime_ns": pa.array([1_764_000_000_000_000_000 + d for d in range(docs)], pa.int64()),
         "error_kind": pa.nulls(docs, pa.string()), "error": pa.nulls(docs, pa.string()),
     }, schema=LISTED.schema)
-    layout.write_table(paths.inputs, listed)  # as run._start_record writes them
-    layout.write_json(paths.job, {"run_id": run_id, "spec": spec.redacted(), "fingerprint": fingerprint(spec, task),
+    fileio.write_table(paths.inputs, listed)  # as run._start_record writes them
+    fileio.write_json(paths.job, {"run_id": run_id, "spec": spec.redacted(), "fingerprint": fingerprint(spec, task),
                                   "started_at": layout.now_utc().isoformat()})
     directory = paths.staging("pages")
     os.makedirs(directory, exist_ok=True)
@@ -355,18 +355,18 @@ def build(out: str, run_id: str, pages: int, questions: int = 4, pages_per_file:
 
 def commit_context(out: str, run_id: str):
     """CommitContext and summary extras from the run's record, as run.run_job builds them."""
-    from pipeline.commit import CommitContext
-    from pipeline.config import JobSpec
-    from pipeline.demo_model import model_label
-    from pipeline.identity import fingerprint
+    from pipeline.commit.commit import CommitContext
+    from pipeline.core.config import JobSpec
+    from pipeline.engine.model import model_label
+    from pipeline.commit.identity import fingerprint
     from pipeline.tasks import get_task
 
     paths = layout.RunPaths(out, run_id)
-    job = layout.read_json(paths.job)
+    job = fileio.read_json(paths.job)
     spec = JobSpec.model_validate(job["spec"])
     task = get_task(spec.task.name, spec.task)
     print_ = fingerprint(spec, task)
-    documents = layout.read_parquet(paths.inputs, ["source_uri"]).num_rows
+    documents = fileio.read_parquet(paths.inputs, ["source_uri"]).num_rows
     extra = {"run_id": run_id, "output": out, "task": task.name, "model": model_label(spec.engine),
              "device": "cpu", "documents_listed": documents}
     ctx = CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
@@ -391,7 +391,7 @@ def init_ray(num_cpus: int = 2, object_store_memory: int | None = None, shuffle_
 
 
 def commit(out: str, run_id: str) -> dict[str, Any]:
-    from pipeline.commit import commit_run
+    from pipeline.commit.commit import commit_run
 
     ctx, extra = commit_context(out, run_id)
     return commit_run(ctx, extra, time.monotonic())
@@ -412,12 +412,12 @@ def check_committed(out: str, run_id: str, expect: dict[str, Any], exact_keys: b
         if got != want:
             problems.append(f"{what}: got {got!r}, expected {want!r}")
 
-    marker = layout.read_json(paths.success)
+    marker = fileio.read_json(paths.success)
     if marker is None:
         raise AssertionError("no _SUCCESS")
     for key, want in expect["success"].items():
         same(f"_SUCCESS[{key}]", marker.get(key), want)
-    page_files = [f.rsplit("/", 1)[1] for f in layout.list_files(paths.pages)]
+    page_files = [f.rsplit("/", 1)[1] for f in fileio.list_files(paths.pages)]
     same("staged files in the page table", sorted(f for f in page_files if f.startswith("part-")),
          sorted(expect["staged_file_names"]))
     same("files other than part-/lost- in the page table",
@@ -458,7 +458,7 @@ def check_committed(out: str, run_id: str, expect: dict[str, Any], exact_keys: b
     same("distinct documents in the manifest", pc.count_distinct(man.column("source_uri")).as_py(),
          expect["manifest_rows"])
     same("manifest statuses", dict(Counter(man.column("status").to_pylist())), expect["manifest_status"])
-    same("staging left over", [layout.list_files(paths.staging(t)) for t in ("pages", "lost", "documents")],
+    same("staging left over", [fileio.list_files(paths.staging(t)) for t in ("pages", "lost", "documents")],
          [[], [], []])
     if problems:
         raise AssertionError("the committed run is wrong:\n  " + "\n  ".join(problems))

@@ -72,7 +72,7 @@ def _value(args: argparse.Namespace, flag: Flag) -> Any:
 
 
 def spec_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    from pipeline.config import parse_override
+    from pipeline.core.config import parse_override
 
     pairs: list[tuple[str, Any]] = [(f.dotted, _value(args, f)) for f in FLAGS
                                     if f.dotted and _value(args, f) is not None]
@@ -83,7 +83,7 @@ def spec_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 
 def load_from_args(args: argparse.Namespace):
-    from pipeline.config import load_spec
+    from pipeline.core.config import load_spec
 
     return load_spec(args.spec, spec_overrides(args))
 
@@ -102,7 +102,7 @@ class Exit(enum.IntEnum):
 def _run(args: argparse.Namespace, job) -> tuple[int, Any]:
     """Load the spec, run `job(spec)`; (exit code, its result). Only problems found before the work
     are usage errors: a failure during the run is reported as what it is."""
-    from pipeline.run import EngineFailed, StorageFailed, UsageError
+    from pipeline.job.run import EngineFailed, StorageFailed, UsageError
 
     try:
         spec = load_from_args(args)
@@ -132,7 +132,7 @@ def _lost_work(summary) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.run import run_job
+    from pipeline.job.run import run_job
 
     code, summary = _run(args, run_job)
     if summary is None:
@@ -142,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluate import headline, run_eval
+    from pipeline.evaluation.evaluate import headline, run_eval
 
     code, result = _run(args, lambda spec: run_eval(spec, args.gold))
     if result is None:
@@ -207,13 +207,13 @@ def cmd_job(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
-    from pipeline.config import parse_override
+    from pipeline.core.config import parse_override
 
     return demo.main(args.output, args.model, [parse_override(s) for s in args.set])
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from pipeline.demo_model import build
+    from pipeline.engine.model import build
 
     path = build(args.out, tiny=not args.full)
     print(f"{path}\n(random weights: every answer from this model is meaningless)")
@@ -222,13 +222,13 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 
 def _apply_storage(args: argparse.Namespace) -> None:
     """--endpoint-url/--region of the read-only commands, exported as a run's storage spec does."""
-    from pipeline.config import StorageSpec
+    from pipeline.core.config import StorageSpec
 
     StorageSpec(endpoint_url=args.endpoint_url, region=args.region).apply_env()
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from pipeline import runs
+    from pipeline.browse import runs
 
     _apply_storage(args)
     infos = runs.list_runs(args.output)
@@ -237,7 +237,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from pipeline import runs
+    from pipeline.browse import runs
 
     _apply_storage(args)
     try:
@@ -249,7 +249,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from pipeline import review
+    from pipeline.browse import review
 
     _apply_storage(args)
     try:
@@ -262,7 +262,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _add_browse_commands(sub) -> None:
-    """Read-only commands over an output: `runs`, `show` (pipeline/runs.py), `review` (pipeline/review.py)."""
+    """Read-only commands over an output: `runs`, `show` (pipeline/browse/runs.py), `review` (pipeline/browse/review.py)."""
     def storage(p: argparse.ArgumentParser) -> None:
         p.add_argument("--endpoint-url", help="S3-compatible endpoint (as storage.endpoint_url of the run)")
         p.add_argument("--region", help="object store region (as storage.region)")

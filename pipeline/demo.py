@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import DEFAULT_MODEL, load_spec
+from pipeline.core.config import DEFAULT_MODEL, load_spec
 
 BANNER = ("=" * 78 + "\n  NO GPU WITH THE WEIGHTS HERE: the demo runs the tiny random-weight model of the same "
           "architecture.\n  Every answer below is MEANINGLESS. It shows the pipeline, the tables, the reports "
@@ -29,7 +29,7 @@ def samples_dir() -> Path:
 def demo_model_dir() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "docintel" / "demo-model"
     if not (cache / "params.json").is_file():
-        from pipeline.demo_model import build
+        from pipeline.engine.model import build
 
         build(cache, tiny=True)
     return cache
@@ -49,7 +49,7 @@ def _weights_here(model: str) -> bool:
 
 def choose_model(model: str | None) -> tuple[str, bool]:
     """(model, real): the real model where a GPU and its weights are here, else the demo model."""
-    from pipeline.preflight import local_gpu_count
+    from pipeline.job.preflight import local_gpu_count
 
     model = model or DEFAULT_MODEL
     if local_gpu_count() >= 1 and _weights_here(model):
@@ -70,8 +70,9 @@ def _jobs(samples: Path) -> list[tuple[str, list[tuple[str, Any]]]]:
 
 def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, Any]] = ()) -> dict[str, Any]:
     """Run the three demo jobs into OUTPUT/<task>/, score and review; returns what was written."""
-    from pipeline import evaluate, review
-    from pipeline.run import init_ray, run_job
+    from pipeline.browse import review
+    from pipeline.evaluation import evaluate
+    from pipeline.job.run import init_ray, run_job
 
     samples = samples_dir()
     model, real = choose_model(model)

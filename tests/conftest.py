@@ -34,7 +34,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def demo_model(tmp_path_factory) -> str:
-    from pipeline.demo_model import build
+    from pipeline.engine.model import build
 
     return str(build(tmp_path_factory.mktemp("model") / "tiny-mistral-small-3.2", tiny=True))
 

@@ -1,9 +1,9 @@
 """A stand-in for vLLM's engine, for the tests whose subject is not the engine: commit, resume, S3,
 incremental bookkeeping and the feeding of the engine. It is selected through the fault hook,
-`DOCINTEL_FAULTS='{"engine": "engine_double:EngineDouble", "step_s": 0.05}'` (pipeline/faults.py),
+`DOCINTEL_FAULTS='{"engine": "engine_double:EngineDouble", "step_s": 0.05}'` (pipeline/core/faults.py),
 with tests/ on PYTHONPATH, and runs in the engine actor's process: no torch, no vLLM, no start-up.
 
-It speaks the part of vllm.LLM / LLMEngine that pipeline/engine_loop.py uses (`enqueue_chat`,
+It speaks the part of vllm.LLM / LLMEngine that pipeline/engine/loop.py uses (`enqueue_chat`,
 `llm_engine.step`, `has_unfinished_requests`, `abort_request`) and answers every request with the
 smallest JSON value its schema accepts (strings say "engine double"), cut at the request's
 max_tokens like a real engine. Each step sleeps `step_s` and finishes every request that has been
@@ -116,7 +116,7 @@ class EngineDouble:
         return SimpleNamespace(schema=schema, max_tokens=max_tokens)
 
     def enqueue_chat(self, messages: list, params: list, use_tqdm: bool = False) -> list[str]:
-        from pipeline.prompts import image_token_count
+        from pipeline.tasks.prompts import image_token_count
 
         ids = []
         for conversation, param in zip(messages, params):

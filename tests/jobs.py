@@ -17,7 +17,7 @@ from typing import Callable
 
 import psutil
 
-from pipeline import layout, output
+from pipeline.store import fileio, layout, output
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
@@ -114,7 +114,7 @@ def _tail(log: Path | None) -> str:
 
 
 def staged_files(out: Path, run_id: str) -> list[str]:
-    return layout.list_files(layout.RunPaths(str(out), run_id).staging("pages"))
+    return fileio.list_files(layout.RunPaths(str(out), run_id).staging("pages"))
 
 
 def page_keys(out: Path, run_id: str) -> list[tuple]:

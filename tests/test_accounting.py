@@ -1,4 +1,4 @@
-from pipeline.accounting import LOST, missing_rows
+from pipeline.commit.accounting import LOST, missing_rows
 
 BASE = {"run_id": "r", "task": "docvqa", "model_id": "m", "prompt_version": "p1/docvqa-1"}
 

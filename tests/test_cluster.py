@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import jobs
-from pipeline import output
+from pipeline.store import output
 
 
 def test_local_paths_are_refused_on_a_cluster_of_several_nodes(two_nodes, tmp_path, corpus, demo_model):

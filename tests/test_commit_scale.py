@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import synthetic_run  # noqa: E402
 
-from pipeline import layout  # noqa: E402
+from pipeline.store import fileio, layout, output  # noqa: E402
 
 
 def _commit_command(out: Path, run_id: str) -> list[str]:
@@ -40,7 +40,7 @@ def test_commit_killed_before_the_move_then_done_again_is_exact(tmp_path):
     out, run_id = tmp_path / "out", "nightly-small"
     expect = synthetic_run.build(str(out), run_id, pages=3000, questions=2, max_pages=20, pages_per_file=128)
     paths = layout.RunPaths(str(out), run_id)
-    staged = sorted(layout.list_files(paths.staging("pages")))
+    staged = sorted(fileio.list_files(paths.staging("pages")))
     assert len(staged) == expect["staged_files"] > 20
     assert expect["not_processed"] > 10 and expect["doc_kinds"]["no_rows"] and expect["doc_kinds"]["cut"]
 
@@ -51,17 +51,17 @@ def test_commit_killed_before_the_move_then_done_again_is_exact(tmp_path):
     try:
         jobs.wait_for(lambda: "paused at commit_move" in log.read_text(), 240, "the commit to reach step 4",
                       first, log)
-        derived = {t: layout.list_files(paths.staging(t)) for t in ("documents", "lost")}
-        derived["manifest"] = layout.list_files(paths.manifest)
+        derived = {t: fileio.list_files(paths.staging(t)) for t in ("documents", "lost")}
+        derived["manifest"] = fileio.list_files(paths.manifest)
         assert all(derived.values()), derived  # killed with every derived file staged
     finally:
         jobs.kill_tree(first)
-    assert layout.read_marker(str(out), run_id) is None
-    assert sorted(layout.list_files(paths.staging("pages"))) == staged
+    assert output.marker(str(out), run_id) is None
+    assert sorted(fileio.list_files(paths.staging("pages"))) == staged
 
     second = subprocess.run(_commit_command(out, run_id), capture_output=True, text=True, timeout=300,
                             env=jobs.env(), cwd=REPO)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     facts = synthetic_run.check_committed(str(out), run_id, expect, exact_keys=True)
     assert facts["page_rows"] == expect["staged_rows"] + expect["not_processed"]
-    assert layout.list_files(paths.quarantine) == []
+    assert fileio.list_files(paths.quarantine) == []

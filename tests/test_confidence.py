@@ -1,4 +1,4 @@
-"""pipeline/confidence.py: the span scanner agrees with json.loads(strict=False), and value
+"""pipeline/answers/confidence.py: the span scanner agrees with json.loads(strict=False), and value
 confidences come from exactly the tokens that overlap each value (fixed token/logprob sequences)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pipeline.confidence import (NonFiniteNumber, answer_confidences, parse_with_spans, token_spans,
+from pipeline.answers.confidence import (NonFiniteNumber, answer_confidences, parse_with_spans, token_spans,
                                  value_confidence)
 
 

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.cli import build_parser, load_from_args
-from pipeline.config import load_spec, parse_override
+from pipeline.core.config import load_spec, parse_override
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,9 +67,9 @@ def test_engine_feeding_and_timeout_settings():
 
 
 def test_dummy_weights_are_labelled_on_every_row():
-    from pipeline.config import EngineSpec
-    from pipeline.demo_model import model_label
-    from pipeline.engine import engine_args
+    from pipeline.core.config import EngineSpec
+    from pipeline.engine.model import model_label
+    from pipeline.engine.actor import engine_args
 
     spec = EngineSpec(model="/models/mistral-small-3.2", load_format="dummy")
     assert "random weights" in model_label(spec) and "meaningless" in model_label(spec)

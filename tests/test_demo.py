@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 import jobs
-from pipeline import output
+from pipeline.store import output
 
 pytestmark = pytest.mark.engine
 README = (jobs.REPO / "README.md").read_text()

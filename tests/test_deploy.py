@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipeline.cli import build_parser, spec_overrides
-from pipeline.config import load_spec
+from pipeline.core.config import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

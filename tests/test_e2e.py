@@ -8,8 +8,8 @@ import jsonschema
 import pyarrow.parquet as pq
 
 import jobs
-from pipeline import output
-from pipeline.rows import DOCUMENT_TABLE, PAGE_TABLE
+from pipeline.store import output
+from pipeline.core.rows import DOCUMENT_TABLE, PAGE_TABLE
 from pipeline.tasks import get_task
 
 from conftest import QUESTIONS, RUNS

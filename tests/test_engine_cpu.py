@@ -7,14 +7,14 @@ import os
 import pytest
 
 from docgen import make_pdf
-from pipeline.answers import answer_rows, validate_answer
-from pipeline.config import EngineSpec, RenderSpec, TaskSpec
-from pipeline.engine import EngineActor, sampling_params
-from pipeline.pages import split_document
-from pipeline.prompts import build_messages, image_token_count
-from pipeline.request import request_row
-from pipeline.rows import ENGINE_OUTPUT, PAGE, REQUEST
-from pipeline.sources import content_id
+from pipeline.answers.answers import answer_rows, validate_answer
+from pipeline.core.config import EngineSpec, RenderSpec, TaskSpec
+from pipeline.engine.actor import EngineActor, sampling_params
+from pipeline.ingest.pages import split_document
+from pipeline.tasks.prompts import build_messages, image_token_count
+from pipeline.ingest.request import request_row
+from pipeline.core.rows import ENGINE_OUTPUT, PAGE, REQUEST
+from pipeline.ingest.sources import content_id
 from pipeline.tasks import get_task
 
 pytestmark = pytest.mark.engine
@@ -105,12 +105,12 @@ def test_every_task_schema_is_enforced_by_the_engine(actor, tmp_path, task_spec)
         assert len({r["raw_output"] for r in rows}) == 1  # one request answered them all
     for row in rows:
         # The grammar admits numbers like 8837E033998 (random weights write them); they are refused,
-        # with the text kept: pipeline/answers.py.
+        # with the text kept: pipeline/answers/answers.py.
         refused = row["error_kind"] == "invalid_output" and "does not fit a finite double" in row["error"]
         assert row["valid"] or refused, {k: row.get(k) for k in ("error_kind", "error", "finish_reason", "raw_output")}
 
 
-# ---- the engine loop: several batches in one engine at once (pipeline/engine_loop.py) --------
+# ---- the engine loop: several batches in one engine at once (pipeline/engine/loop.py) --------
 
 def _requests(actor, tmp_path, max_side, n_pages, max_tokens=24):
     task, spec = get_task("docvqa"), TaskSpec(questions=["What is the total?"])

@@ -1,6 +1,6 @@
 """The health ledger that outlives engine actors: start-up and crash loops are bounded, a page that
 kills the engine is found by running suspects alone, and healthy pages are never charged."""
-from pipeline.engine_health import GUILTY, SUSPECT, HealthLedger
+from pipeline.engine.health import GUILTY, SUSPECT, HealthLedger
 
 
 def test_an_engine_that_never_starts_stops_the_job_after_its_attempts():

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.engine_loop import EngineLoop, EngineStopped
+from pipeline.engine.loop import EngineLoop, EngineStopped
 
 
 class Output:
@@ -134,7 +134,7 @@ def test_an_empty_submission_returns_at_once():
 
 
 def test_a_slow_step_while_the_core_computes_is_not_a_failure_until_the_hard_limit():
-    from pipeline import engine_loop
+    from pipeline.engine import loop as engine_loop
 
     engine, (seen, on_failure) = FakeEngine(), _failures()
     engine.hang.set()
@@ -172,7 +172,7 @@ def test_a_step_whose_core_stops_computing_fails_at_the_step_timeout():
 def test_the_engine_steps_while_a_large_submission_is_still_being_added():
     """Adding a request preprocesses its image (slow, one thread): the loop steps the engine on the
     requests it already has instead of adding hundreds first (the GPU would sit idle meanwhile)."""
-    from pipeline import engine_loop
+    from pipeline.engine import loop as engine_loop
 
     class SlowAdds(FakeEngine):
         def __init__(self):

@@ -9,7 +9,7 @@ import pytest
 import jobs
 
 from docgen import make_pdf, make_png
-from pipeline.evaluate import load_gold, manifest_entries, score_items
+from pipeline.evaluation.evaluate import load_gold, manifest_entries, score_items
 
 
 def _row(uri, page, question, answer, **kw):
@@ -32,7 +32,7 @@ def test_published_docvqa_and_chartqa_formats(tmp_path):
 
 
 def test_scores_join_on_page_and_use_the_document_table_without_one():
-    from pipeline.evaluate import GoldItem
+    from pipeline.evaluation.evaluate import GoldItem
 
     items = [GoldItem("/a.pdf", "Total?", ["1,234.50"], page_index=0),
              GoldItem("/a.pdf", "Date?", ["2026-03-14"], page_index=0),
@@ -51,7 +51,7 @@ def test_scores_join_on_page_and_use_the_document_table_without_one():
 
 
 def test_chartqa_scores_the_value_kept_apart_from_its_unit():
-    from pipeline.evaluate import GoldItem
+    from pipeline.evaluation.evaluate import GoldItem
 
     items = [GoldItem("/c.png", "Max?", ["77"], page_index=0), GoldItem("/c.png", "Min?", ["31"], page_index=0),
              GoldItem("/c.png", "Top?", ["South"], page_index=0)]
@@ -63,7 +63,7 @@ def test_chartqa_scores_the_value_kept_apart_from_its_unit():
 
 
 def test_manifest_groups_questions_per_document():
-    from pipeline.evaluate import GoldItem
+    from pipeline.evaluation.evaluate import GoldItem
 
     items = [GoldItem("/a.pdf", "q1"), GoldItem("/a.pdf", "q2"), GoldItem("/a.pdf", "q1"), GoldItem("/b.png", "q")]
     assert manifest_entries(items) == [{"path": "/a.pdf", "questions": ["q1", "q2"]},

@@ -11,7 +11,7 @@ import pytest
 
 import jobs
 from docgen import make_pdf, make_png
-from pipeline import output
+from pipeline.store import output
 
 pytestmark = [pytest.mark.engine, pytest.mark.faults]
 Q = ["What is the total?"]

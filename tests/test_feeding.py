@@ -1,4 +1,4 @@
-"""The CPU stages feed the engine from the first document (pipeline/feeding.py): a run's listing is
+"""The CPU stages feed the engine from the first document (pipeline/job/feeding.py): a run's listing is
 one Parquet block, and the read -> split -> requests stages once ran as one task for the whole job,
 one CPU rendering while the engine waited. On a Ray of 4 CPUs, with a renderer slowed to 0.4 s a
 page, the stage must run as several tasks at once, and the first request must reach the engine
@@ -7,7 +7,8 @@ it happens: Ray Data's per-task stats, the engine loop's clock, the split stage'
 is the double (tests/engine_double.py): the subject here is the feeding, not the engine."""
 import jobs
 from docgen import make_pdf
-from pipeline import feeding, output
+from pipeline.job import feeding
+from pipeline.store import output
 
 
 def test_documents_per_task_serves_a_laptop_and_a_cluster():

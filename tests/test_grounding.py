@@ -1,4 +1,4 @@
-"""pipeline/grounding.py on pages drawn with PyMuPDF at known positions: boxes agree with where the
+"""pipeline/answers/grounding.py on pages drawn with PyMuPDF at known positions: boxes agree with where the
 text was put (and with the ink of the rendered page, rotated pages included)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pymupdf
 import pytest
 from PIL import Image, ImageDraw
 
-from pipeline.grounding import Box, Word, ground, locate, locate_all, number_values, page_words, words_to_columns
+from pipeline.answers.grounding import Box, Word, ground, locate, locate_all, number_values, page_words, words_to_columns
 
 W, H = 600.0, 800.0
 FONT = pymupdf.Font("helv")

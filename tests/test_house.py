@@ -3,7 +3,7 @@ import re
 from pathlib import Path
 
 from pipeline.cli import FLAGS, Exit
-from pipeline.rows import ErrorKind
+from pipeline.core.rows import ErrorKind
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

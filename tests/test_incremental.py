@@ -6,9 +6,9 @@ import shutil
 
 import jobs
 from docgen import make_pdf
-from pipeline import output
-from pipeline.config import JobSpec, TaskSpec
-from pipeline.identity import document_key, fingerprint
+from pipeline.store import output
+from pipeline.core.config import JobSpec, TaskSpec
+from pipeline.commit.identity import document_key, fingerprint
 from pipeline.tasks import get_task
 
 

@@ -1,7 +1,7 @@
-"""pipeline/metrics.py: exact numbers from hand-worked examples (distances worked in the comments)."""
+"""pipeline/evaluation/metrics.py: exact numbers from hand-worked examples (distances worked in the comments)."""
 import pytest
 
-from pipeline.metrics import (anls, field_scores, flatten, levenshtein, mean_anls, relaxed_accuracy,
+from pipeline.evaluation.metrics import (anls, field_scores, flatten, levenshtein, mean_anls, relaxed_accuracy,
                               relaxed_correctness)
 
 

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import layout, output
-from pipeline.rows import DOCUMENT_TABLE, PAGE_TABLE
+from pipeline.store import fileio, layout, output, schema_files
+from pipeline.core.rows import DOCUMENT_TABLE, PAGE_TABLE
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
 
 
-@pytest.mark.parametrize("name, shape, doc", [("pages.arrow.json", PAGE_TABLE, output.PAGE_TABLE_DOC),
-                                              ("documents.arrow.json", DOCUMENT_TABLE, output.DOCUMENT_TABLE_DOC)])
+@pytest.mark.parametrize("name, shape, doc", [("pages.arrow.json", PAGE_TABLE, schema_files.PAGE_TABLE_DOC),
+                                              ("documents.arrow.json", DOCUMENT_TABLE, schema_files.DOCUMENT_TABLE_DOC)])
 def test_schema_files_in_repo_match_the_code(name, shape, doc):
     stored = json.loads((REPO / "schemas" / name).read_text())
-    assert stored == output.schema_document(shape, *doc), f"regenerate schemas/{name}: python -m pipeline.output"
+    assert stored == schema_files.schema_document(shape, *doc), f"regenerate schemas/{name}: python -m pipeline.store.schema_files"
 
 
 def _write_run(root: Path, run_id: str, rows: int, commit_at: str | None) -> None:
@@ -25,10 +25,10 @@ def _write_run(root: Path, run_id: str, rows: int, commit_at: str | None) -> Non
     table = PAGE_TABLE.table([PAGE_TABLE.row(run_id=run_id, doc_id=f"d{i}", source_uri="u", task="docvqa",
                                              prompt_version="p", model_id="m", valid=True, attempts=1,
                                              created_at=NOW) for i in range(rows)])
-    layout.write_table(f"{paths.staging('pages')}/part-0.parquet", table)
+    fileio.write_table(f"{paths.staging('pages')}/part-0.parquet", table)
     if commit_at:
-        layout.move_files(paths.staging("pages"), paths.pages)
-        layout.write_json(paths.success, {"rows": rows, "committed_at": commit_at})
+        fileio.move_files(paths.staging("pages"), paths.pages)
+        fileio.write_json(paths.success, {"rows": rows, "committed_at": commit_at})
 
 
 def test_only_committed_runs_are_read_and_the_latest_is_by_commit_time(tmp_path):

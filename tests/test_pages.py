@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from docgen import make_jpeg, make_pdf, make_png, make_tiff, png_bytes
-from pipeline.config import RenderSpec
-from pipeline.pages import fit_zoom, sniff_format, split_document
-from pipeline.sources import content_id
+from pipeline.core.config import RenderSpec
+from pipeline.ingest.pages import fit_zoom, sniff_format, split_document
+from pipeline.ingest.sources import content_id
 
 
 def _doc(data: bytes, uri: str = "mem://x") -> dict:
@@ -63,7 +63,7 @@ def test_a_pdf_with_junk_before_its_header_is_read_as_the_readers_read_it(tmp_pa
 
 
 def test_rows_have_the_page_shape_and_words_with_boxes(tmp_path):
-    from pipeline.rows import PAGE
+    from pipeline.core.rows import PAGE
 
     (row,) = split_document(_doc(make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()), RenderSpec())
     assert set(row) == set(PAGE.names)
@@ -76,7 +76,7 @@ def test_rows_have_the_page_shape_and_words_with_boxes(tmp_path):
 
 
 def test_pages_already_written_are_not_rendered_again(tmp_path):
-    from pipeline.render_guard import split_guarded
+    from pipeline.ingest.render_guard import split_guarded
 
     doc = dict(_doc(make_pdf(tmp_path / "many.pdf", pages=6, chart=False).read_bytes()), done_pages=[0, 2, 3],
                doc_row_done=True)
@@ -170,7 +170,7 @@ def _slow_page_pdf(path, curves=2000):
 def test_a_page_that_hangs_the_renderer_is_abandoned_and_the_rest_rendered(tmp_path):
     import time
 
-    from pipeline.render_guard import split_guarded
+    from pipeline.ingest.render_guard import split_guarded
 
     data = _slow_page_pdf(tmp_path / "slow.pdf").read_bytes()
     began = time.monotonic()
@@ -182,7 +182,7 @@ def test_a_page_that_hangs_the_renderer_is_abandoned_and_the_rest_rendered(tmp_p
 
 
 def test_guarded_split_matches_the_plain_one(tmp_path):
-    from pipeline.render_guard import split_guarded
+    from pipeline.ingest.render_guard import split_guarded
 
     for path in (make_pdf(tmp_path / "a.pdf", pages=3), make_tiff(tmp_path / "t.tiff", frames=2)):
         doc = _doc(path.read_bytes())

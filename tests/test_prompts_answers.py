@@ -6,11 +6,11 @@ from docgen import make_png
 import datetime as dt
 import math
 
-from pipeline import prompts
-from pipeline.answers import answer_rows, validate_answer
-from pipeline.config import TaskSpec
-from pipeline.request import request_row
-from pipeline.rows import ENGINE_OUTPUT, PAGE, PAGE_TABLE, REQUEST
+from pipeline.tasks import prompts
+from pipeline.answers.answers import answer_rows, validate_answer
+from pipeline.core.config import TaskSpec
+from pipeline.ingest.request import request_row
+from pipeline.core.rows import ENGINE_OUTPUT, PAGE, PAGE_TABLE, REQUEST
 from pipeline.tasks import available, get_task
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
@@ -142,8 +142,8 @@ def test_typed_columns_truncation_and_confidence_of_the_value(tmp_path):
 
 def test_answers_are_grounded_in_the_pages_words(tmp_path):
     from docgen import make_pdf
-    from pipeline.config import RenderSpec
-    from pipeline.pages import split_document
+    from pipeline.core.config import RenderSpec
+    from pipeline.ingest.pages import split_document
 
     data = make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()
     (page,) = split_document({"doc_id": "d", "source_uri": "a.pdf", "questions": ["What is the total?"], "data": data},

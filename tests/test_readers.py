@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import RUNS
-from pipeline import output
+from pipeline.store import output
 
 @pytest.fixture(scope="module")
 def out(output_with_a_killed_run):

@@ -1,4 +1,4 @@
-"""pipeline/report.py: the numbers in each section, escaping, no external resources, well-formed HTML,
+"""pipeline/evaluation/report.py: the numbers in each section, escaping, no external resources, well-formed HTML,
 graceful empty/null input, and a real render in headless Chromium (skipped only without it)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline.evaluate import METRIC, SCORES_SCHEMA
-from pipeline.report import render_report, write_report
+from pipeline.evaluation.evaluate import METRIC, SCORES_SCHEMA
+from pipeline.evaluation.report import render_report, write_report
 
 # The schema the eval job writes: the report is tested on exactly what it will be given.
 SCHEMA = SCORES_SCHEMA

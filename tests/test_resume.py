@@ -14,8 +14,9 @@ import pytest
 
 import jobs
 from docgen import make_pdf
-from pipeline import layout, output, resume
-from pipeline.rows import LISTED
+from pipeline.commit import resume
+from pipeline.store import fileio, layout, output
+from pipeline.core.rows import LISTED
 
 from conftest import RUNS
 
@@ -58,7 +59,7 @@ def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_
     proc = jobs.start(*_args(folder, out, demo_model, "--resume", "nightly"), log=log,
                       **jobs.double(pause_at="commit_move", pause_s=300))
     jobs.wait_for(lambda: "paused at commit_move" in log.read_text(), 600, "the commit", proc, log)
-    assert layout.list_files(paths.manifest) and layout.list_files(paths.staging("documents"))
+    assert fileio.list_files(paths.manifest) and fileio.list_files(paths.staging("documents"))
     jobs.kill_tree(proc)
     assert output.committed_runs(str(out)) == []
     # a corrupt file in staging is set aside, its pages redone ...
@@ -72,9 +73,9 @@ def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     rows = jobs.assert_exactly_once(out, "nightly", expected, Q)
     assert all(r["valid"] for r in rows)
-    manifest = [r for f in layout.list_files(paths.manifest) for r in layout.read_parquet(f).to_pylist()]
+    manifest = [r for f in fileio.list_files(paths.manifest) for r in fileio.read_parquet(f).to_pylist()]
     assert len(manifest) == 6 and {m["status"] for m in manifest} == {"ok"} and {m["pages"] for m in manifest} == {2}
-    quarantined = sorted(p.rsplit("/", 1)[1] for p in layout.list_files(paths.quarantine))
+    quarantined = sorted(p.rsplit("/", 1)[1] for p in fileio.list_files(paths.quarantine))
     assert quarantined == sorted([staged[0].rsplit("/", 1)[1], staged[1].replace("part-", "part-zz-").rsplit("/", 1)[1]])
 
     again = jobs.run(*_args(folder, out, demo_model, "--resume", "nightly"), **jobs.double())
@@ -101,8 +102,8 @@ def test_a_resume_that_is_not_the_same_job_is_refused_before_ray_starts(output_w
 
 def _record(tmp_path, listed: list[dict], fingerprint: dict) -> layout.RunPaths:
     paths = layout.RunPaths(str(tmp_path / "out"), "r")
-    layout.write_table(paths.inputs, LISTED.table(listed))
-    layout.write_json(paths.job, {"run_id": "r", "fingerprint": fingerprint})
+    fileio.write_table(paths.inputs, LISTED.table(listed))
+    fileio.write_json(paths.job, {"run_id": "r", "fingerprint": fingerprint})
     return paths
 
 
@@ -123,9 +124,9 @@ def test_resume_check_names_the_inputs_added_removed_and_changed(tmp_path):
         resume.check(paths, printed, LISTED.table([doc("a.pdf")]))
     with pytest.raises(resume.ResumeRefused, match="other settings"):
         resume.check(paths, dict(printed, questions=["other"]), LISTED.table([doc("a.pdf")]))
-    layout.write_json(paths.success, {"rows": 0})
+    fileio.write_json(paths.success, {"rows": 0})
     with pytest.raises(resume.ResumeRefused, match="already committed"):
         resume.check(paths, printed, LISTED.table([doc("a.pdf")]))
     with pytest.raises(resume.ResumeRefused, match="never started"):
         resume.check(layout.RunPaths(paths.output, "other"), printed, LISTED.table([doc("a.pdf")]))
-    assert json.loads(layout.read_bytes(paths.job))["run_id"] == "r"
+    assert json.loads(fileio.read_bytes(paths.job))["run_id"] == "r"

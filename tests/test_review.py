@@ -1,4 +1,4 @@
-"""`docintel review` (pipeline/review.py): rows chosen by DuckDB (--where, --limit, errors first, least
+"""`docintel review` (pipeline/browse/review.py): rows chosen by DuckDB (--where, --limit, errors first, least
 confident first, latest committed run), pages re-rendered from the real source documents with the
 answer's boxes where grounding put them, everything escaped and self-contained; then the file in
 headless Chromium: drawn (not blank), boxes over the answer's ink at the right place and size, and
@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from docgen import make_pdf, make_png
-from pipeline import grounding
-from pipeline.review import ReviewError, page_images, select_rows
-from pipeline.sources import content_id
+from pipeline.answers import grounding
+from pipeline.browse.review import ReviewError, page_images, select_rows
+from pipeline.ingest.sources import content_id
 from test_runs import _t, doc_row, page_row, write_committed
 
 REPO = Path(__file__).resolve().parents[1]

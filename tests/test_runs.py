@@ -1,5 +1,5 @@
-"""`docintel runs` and `docintel show` (pipeline/runs.py) on run folders written here in the exact
-layout of pipeline/layout.py, with rows of the declared shapes (rows.PAGE_TABLE, DOCUMENT_TABLE,
+"""`docintel runs` and `docintel show` (pipeline/browse/runs.py) on run folders written here in the exact
+layout of pipeline/store/layout.py, with rows of the declared shapes (rows.PAGE_TABLE, DOCUMENT_TABLE,
 MANIFEST, LISTED): committed runs, an unfinished one with staged files (one of them truncated), on
 a local folder and on S3 (moto on 127.0.0.1), through the functions and through the CLI. No engine.
 
@@ -20,10 +20,11 @@ import pytest
 
 import jobs
 
-from pipeline import layout, output, runs, writer
-from pipeline.config import JobSpec
-from pipeline.identity import fingerprint
-from pipeline.rows import DOCUMENT_TABLE, LISTED, MANIFEST, PAGE_TABLE
+from pipeline.browse import runs
+from pipeline.store import fileio, layout, output, writer
+from pipeline.core.config import JobSpec
+from pipeline.commit.identity import fingerprint
+from pipeline.core.rows import DOCUMENT_TABLE, LISTED, MANIFEST, PAGE_TABLE
 from pipeline.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,15 +62,15 @@ def write_job(out: str, run_id: str, uris: list[str], started: dt.datetime) -> l
     """job.json and inputs.parquet as run._start_record writes them."""
     paths = layout.RunPaths(out, run_id)
     spec = JobSpec()
-    layout.write_table(paths.inputs, LISTED.table([LISTED.row(source_uri=u, questions=[]) for u in uris]))
-    layout.write_json(paths.job, {"run_id": run_id, "spec": spec.redacted(),
+    fileio.write_table(paths.inputs, LISTED.table([LISTED.row(source_uri=u, questions=[]) for u in uris]))
+    fileio.write_json(paths.job, {"run_id": run_id, "spec": spec.redacted(),
                                   "fingerprint": fingerprint(spec, get_task("docvqa", spec.task)),
                                   "started_at": started.isoformat()})
     return paths
 
 
 def _write_pages(directory: str, rows: list[dict]) -> None:
-    layout.write_table(f"{directory}/{writer.file_name(rows)}", PAGE_TABLE.table(rows))
+    fileio.write_table(f"{directory}/{writer.file_name(rows)}", PAGE_TABLE.table(rows))
 
 
 def write_committed(out: str, run_id: str, pages: list[dict], docs: list[dict], started: dt.datetime,
@@ -79,7 +80,7 @@ def write_committed(out: str, run_id: str, pages: list[dict], docs: list[dict], 
     paths = write_job(out, run_id, uris, started)
     if pages:
         _write_pages(paths.pages, pages)
-    layout.write_table(f"{paths.documents}/part-0.parquet", DOCUMENT_TABLE.table(docs))
+    fileio.write_table(f"{paths.documents}/part-0.parquet", DOCUMENT_TABLE.table(docs))
     skipped = {d["source_uri"] for d in docs if d["status"] == "skipped_unchanged"}
     manifest = []
     for uri in uris:
@@ -89,7 +90,7 @@ def write_committed(out: str, run_id: str, pages: list[dict], docs: list[dict], 
                                      valid_rows=sum(r["valid"] for r in rows), error_kinds=kinds,
                                      pages=len({r["page_index"] for r in rows}),
                                      status="skipped_unchanged" if uri in skipped else "failed" if kinds else "ok"))
-    layout.write_table(f"{paths.manifest}/part-0.parquet", MANIFEST.table(manifest))
+    fileio.write_table(f"{paths.manifest}/part-0.parquet", MANIFEST.table(manifest))
     done = [r for r in pages if r["source_uri"] not in skipped]
     marker = {"run_id": run_id, "output": out, "task": "docvqa", "model": MODEL, "device": "cuda",
               "documents_listed": len(uris), "documents": len(uris) - len(skipped), "skipped_unchanged": len(skipped),
@@ -98,7 +99,7 @@ def write_committed(out: str, run_id: str, pages: list[dict], docs: list[dict], 
               "output_tokens": sum(r["output_tokens"] or 0 for r in done),
               "failures": dict(Counter(r["error_kind"] for r in done if r["error_kind"])),
               "seconds": seconds, "committed_at": committed.isoformat()}
-    layout.write_json(paths.success, marker)
+    fileio.write_json(paths.success, marker)
     return marker
 
 
@@ -109,8 +110,8 @@ def write_unfinished(out: str, run_id: str, batches: list[list[dict]], listed: l
     for rows in batches:
         _write_pages(paths.staging("pages"), rows)
     if truncated:
-        sink = layout.read_bytes(layout.list_files(paths.staging("pages"))[0])
-        layout.write_atomic(f"{paths.staging('pages')}/part-truncated.parquet", sink[: len(sink) // 2])
+        sink = fileio.read_bytes(fileio.list_files(paths.staging("pages"))[0])
+        fileio.write_atomic(f"{paths.staging('pages')}/part-truncated.parquet", sink[: len(sink) // 2])
     return paths
 
 
@@ -312,7 +313,7 @@ def test_cli_on_s3(s3_out):
 def test_review_reads_s3_outputs(s3_out, tmp_path):
     """`docintel review` selects from an S3 page table too (the sources there do not exist: each
     card says so instead of a picture)."""
-    from pipeline import review
+    from pipeline.browse import review
 
     out, _ = s3_out
     sel = review.write_review(out, str(tmp_path / "review.html"), where="error_kind IS NOT NULL")

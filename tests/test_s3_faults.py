@@ -15,10 +15,10 @@ import pytest
 
 import jobs
 from faultproxy import FaultProxy
-from pipeline import storage
-from pipeline.config import InputSpec
-from pipeline.sources import content_id, discover, read_document
-from pipeline.storage import RetriesExhausted, backoff_delay, is_transient, retry_transient
+from pipeline.store import storage
+from pipeline.core.config import InputSpec
+from pipeline.ingest.sources import content_id, discover, read_document
+from pipeline.store.storage import RetriesExhausted, backoff_delay, is_transient, retry_transient
 
 # Keys a URI parser would change: space, non-ASCII, '%', an escape that is not one, '?', '#', '+'.
 KEYS = ["a b.pdf", "ü.pdf", "ç.pdf", "100%.pdf", "a%20b.pdf", "q?x=1.pdf", "report#1.pdf", "a+b.pdf",
@@ -101,7 +101,7 @@ def test_named_keys_are_read_as_named(proxy):
 
 @pytest.mark.parametrize("fault", ["reset", "close", "stall", "status", "truncate"])
 def test_read_succeeds_after_transient_faults(proxy, fault, caplog):
-    caplog.set_level(logging.WARNING, logger="pipeline.storage")
+    caplog.set_level(logging.WARNING, logger="pipeline.store.storage")
     key = "r/1.pdf"
     # ATTEMPTS-1 faults on the first requests (for truncate: on the GETs, mid-body)
     proxy.add_rule(fault, method="GET" if fault == "truncate" else ".*", path=_path(key),
@@ -113,7 +113,7 @@ def test_read_succeeds_after_transient_faults(proxy, fault, caplog):
     # One request per attempt, each retry ours (no hidden SDK retries) and logged with the document
     failed = {"status": [503], "truncate": [200, "truncate"]}.get(fault, [fault])
     assert [r.outcome for r in proxy.requests(path=_path(key))] == failed * (ATTEMPTS - 1) + [200, 206]
-    retries = [r.getMessage() for r in caplog.records if r.name == "pipeline.storage"]
+    retries = [r.getMessage() for r in caplog.records if r.name == "pipeline.store.storage"]
     assert len(retries) == ATTEMPTS - 1 and all(f"read s3://docs/{key}" in m for m in retries), retries
     assert time.monotonic() - started < 15
 

@@ -12,10 +12,10 @@ import pymupdf
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from pipeline import grounding
-from pipeline.config import InputSpec, RenderSpec
-from pipeline.pages import sniff_format, split_document
-from pipeline.sources import discover
+from pipeline.answers import grounding
+from pipeline.core.config import InputSpec, RenderSpec
+from pipeline.ingest.pages import sniff_format, split_document
+from pipeline.ingest.sources import discover
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"

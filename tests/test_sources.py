@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from docgen import make_pdf, make_png
-from pipeline.config import InputSpec
-from pipeline.sources import content_id, discover, read_document
-from pipeline.storage import uri_within
+from pipeline.core.config import InputSpec
+from pipeline.ingest.sources import content_id, discover, read_document
+from pipeline.ingest.listing import uri_within
 
 
 def test_discover_folders_globs_and_files_once_in_stable_order(tmp_path):
@@ -145,7 +145,7 @@ def test_fifo_socket_and_device_get_not_a_file_rows_and_are_never_opened(tmp_pat
 
 
 def test_an_unreadable_subfolder_gets_a_row_instead_of_vanishing(tmp_path, monkeypatch):
-    import pipeline.sources as sources
+    import pipeline.ingest.sources as sources
 
     d = tmp_path / "D"
     make_pdf(d / "ok.pdf", pages=1)
@@ -164,7 +164,7 @@ def test_an_unreadable_subfolder_gets_a_row_instead_of_vanishing(tmp_path, monke
 
 
 def _unescape(text: str) -> bytes:
-    """Inverse of storage.escape_name, as a user would rebuild the real name."""
+    """Inverse of listing.escape_name, as a user would rebuild the real name."""
     out, i = bytearray(), 0
     while i < len(text):
         if text.startswith("\\\\", i):

@@ -6,10 +6,9 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 import jobs
-from pipeline import output
+from pipeline.store import output
 
 
 def test_submit_runs_the_job_on_the_cluster(tmp_path, two_nodes, corpus, demo_model):

@@ -5,10 +5,10 @@ import pytest
 
 import datetime as dt
 
-from pipeline.answers import validate_answer
-from pipeline.config import TaskSpec
-from pipeline.rollup import document_rows, vote
-from pipeline.rows import DOCUMENT_TABLE
+from pipeline.answers.answers import validate_answer
+from pipeline.core.config import TaskSpec
+from pipeline.commit.rollup import document_rows, vote
+from pipeline.core.rows import DOCUMENT_TABLE
 from pipeline.tasks import available, get_task
 from pipeline.tasks._jsonschema import check_user_schema, schema_problems
 
@@ -105,7 +105,7 @@ def test_fields_roll_up_field_by_field_into_typed_columns():
 
 
 def test_a_page_written_twice_is_committed_once():
-    from pipeline.commit import _once
+    from pipeline.commit.commit import _once
 
     rows = [{"page_index": 0, "path": "b", "q": 1}, {"page_index": 0, "path": "a", "q": 1},
             {"page_index": 1, "path": "b", "q": 1}, {"page_index": None, "path": "c", "q": 1}]

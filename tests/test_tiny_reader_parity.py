@@ -17,7 +17,7 @@ def test_training_sequences_are_the_chat_encoding_of_prompt_and_answer(tmp_path)
     from mistral_common.protocol.instruct.messages import AssistantMessage
     from mistral_common.protocol.instruct.request import ChatCompletionRequest, InstructRequest
 
-    from pipeline.prompts import build_messages
+    from pipeline.tasks.prompts import build_messages
     from tools.reader import data, pagegen
 
     assert pagegen.make_page(3).pdf == pagegen.make_page(3).pdf  # seeded: same page, same bytes

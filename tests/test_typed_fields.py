@@ -1,4 +1,4 @@
-"""pipeline/typed_fields.py: a fields schema becomes real Arrow columns (DuckDB queries them without
+"""pipeline/tasks/typed_fields.py: a fields schema becomes real Arrow columns (DuckDB queries them without
 JSON functions), names that would need quoting are refused, and answers convert strictly."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.tasks import SCHEMA_DIR
-from pipeline.typed_fields import SQL_KEYWORDS, arrow_fields, convert, dotted_path, rows_to_table
+from pipeline.tasks.typed_fields import SQL_KEYWORDS, arrow_fields, convert, dotted_path, rows_to_table
 
 RESERVED = {"doc_id", "source_uri", "page_index", "task", "answer_json", "valid", "error"}
 UTC = dt.timezone.utc

@@ -17,8 +17,8 @@ def test_a_wheel_installed_elsewhere_runs_the_capacity_job_from_another_director
     folder (as a real model's would be): it runs, and every row says its answers are meaningless."""
     import shutil
 
-    from pipeline import output
-    from pipeline.demo_model import DEMO_MARKER
+    from pipeline.store import output
+    from pipeline.engine.model import DEMO_MARKER
 
     wheels, site, cwd = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     cwd.mkdir()

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from pipeline import prompts
+from pipeline.tasks import prompts
 
 if TYPE_CHECKING:
-    from pipeline.config import TaskSpec
+    from pipeline.core.config import TaskSpec
 
 def _schema_dir() -> Path:
     """schemas/ is the documented source; a wheel carries it as pipeline/_schemas (pyproject.toml)."""
@@ -61,7 +61,7 @@ class Task:
     typed: Callable[[Any], dict[str, Any]] = _no_typed
     default_questions: tuple[str, ...] = field(default=())
     # valid answer -> the value that votes for the document-level answer (None: abstains); see
-    # pipeline/rollup.py. `per_field`: each top-level field votes on its own (extraction tasks).
+    # pipeline/commit/rollup.py. `per_field`: each top-level field votes on its own (extraction tasks).
     vote_value: Callable[[Any], Any] = _answer_votes
     per_field: bool = False
     # the JSON path of the value whose confidence and place on the page the row reports
@@ -96,7 +96,14 @@ class Task:
 
 
 def available() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """The task modules: those of this folder that define a task (TASK, or make() for a task with
+    settings); prompts.py and typed_fields.py live here too and are not tasks."""
+    names = (m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return sorted(n for n in names if _is_task(importlib.import_module(f"pipeline.tasks.{n}")))
+
+
+def _is_task(module) -> bool:
+    return hasattr(module, "TASK") or hasattr(module, "make")
 
 
 def get_task(name: str, spec: "TaskSpec | None" = None) -> Task:

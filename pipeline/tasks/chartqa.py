@@ -1,7 +1,7 @@
 """ChartQA-style questions about charts and plots: a short answer, its number and unit apart."""
 from __future__ import annotations
 
-from pipeline import prompts
+from pipeline.tasks import prompts
 from pipeline.tasks import Task, load_schema
 
 SCHEMA = load_schema("chartqa")

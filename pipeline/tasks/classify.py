@@ -1,7 +1,7 @@
 """Cheap first pass: the kind of page and its language, so a job can route pages to the right task."""
 from __future__ import annotations
 
-from pipeline import prompts
+from pipeline.tasks import prompts
 from pipeline.tasks import Task, load_schema
 
 SCHEMA = load_schema("classify")

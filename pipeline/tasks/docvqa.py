@@ -1,7 +1,7 @@
 """DocVQA-style question answering: a free-form question about one page, a short extractive answer."""
 from __future__ import annotations
 
-from pipeline import prompts
+from pipeline.tasks import prompts
 from pipeline.tasks import Task, load_schema
 
 SCHEMA = load_schema("docvqa")

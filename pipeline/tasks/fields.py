@@ -4,7 +4,7 @@ The schema comes from `task.fields_schema`: a path (absolute, relative to the wo
 the name of a shipped one in schemas/fields/: invoice, receipt) or an inline mapping. It is
 checked when the job starts, so a schema the engine cannot enforce fails before any GPU time.
 Document roll-up: per top-level field, the value most pages agree on (null values do not vote),
-as pipeline/rollup.py does it.
+as pipeline/commit/rollup.py does it.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline import prompts, typed_fields
+from pipeline.tasks import prompts, typed_fields
 from pipeline.tasks import SCHEMA_DIR, Task
 from pipeline.tasks._jsonschema import check_user_schema
 
@@ -46,7 +46,7 @@ def make(spec) -> Task:
                 f"for a field the page does not show.{extra}\n{prompts.GROUNDING}\n{prompts.schema_hint(schema)}")
 
     # The document table gets one typed column per property; a name that cannot be one is refused now.
-    from pipeline.rows import DOCUMENT_TABLE
+    from pipeline.core.rows import DOCUMENT_TABLE
 
     try:
         columns = tuple(typed_fields.arrow_fields(schema, reserved=DOCUMENT_TABLE.names))

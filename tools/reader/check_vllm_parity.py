@@ -73,7 +73,7 @@ def vllm_outputs(folder: str, messages: list[list[dict]], steps: int = STEPS):
 def _vllm_outputs(folder: str, messages: list[list[dict]], steps: int):
     from vllm import LLM, SamplingParams
 
-    # the pipeline's settings (pipeline/engine.py engine_args) for a CPU run, float32 for a tight comparison
+    # the pipeline's settings (pipeline/engine/actor.py engine_args) for a CPU run, float32 for a tight comparison
     llm = LLM(model=folder, tokenizer_mode="mistral", config_format="mistral", load_format="mistral",
               dtype="float32", max_model_len=4096, max_num_seqs=8, enforce_eager=True, gpu_memory_utilization=0.3,
               limit_mm_per_prompt={"image": 1}, enable_prefix_caching=True, seed=0,
@@ -90,7 +90,7 @@ def _vllm_outputs(folder: str, messages: list[list[dict]], steps: int):
 
 def compare(folder: str | Path, tol: float = 2e-3, steps: int = STEPS) -> dict:
     """Run both sides; raise AssertionError on any mismatch; return the numbers."""
-    from pipeline.prompts import build_messages
+    from pipeline.tasks.prompts import build_messages
 
     folder = str(folder)
     tok = data.tokenizer(str(Path(folder) / "tekken.json"))

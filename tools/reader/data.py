@@ -35,7 +35,7 @@ KINDS = ("docvqa", "docvqa-together", "chartqa", "chartqa-together", "fields")  
 
 def write_tekken(path: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
     """mistral_common's tekken.json cut to `vocab_size` (Tekkenizer keeps the first ranks), image section on."""
-    from pipeline.demo_model import _tekken_source
+    from pipeline.engine.model import _tekken_source
 
     data = json.loads(_tekken_source().read_text())
     assert data["config"]["default_num_special_tokens"] == NUM_SPECIAL
@@ -81,7 +81,7 @@ def tokenizer(tekken_path: str):
 
 @lru_cache(maxsize=1)
 def tasks() -> dict[str, Any]:
-    from pipeline.config import TaskSpec
+    from pipeline.core.config import TaskSpec
     from pipeline.tasks import get_task
 
     return {"docvqa": get_task("docvqa", TaskSpec(name="docvqa")),
@@ -143,8 +143,8 @@ def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 3) -> li
 
 def render(page: pagegen.Page) -> bytes:
     """The page image exactly as the pipeline renders it (pipeline.pages.split_document at RENDER)."""
-    from pipeline.config import RenderSpec
-    from pipeline.pages import split_document
+    from pipeline.core.config import RenderSpec
+    from pipeline.ingest.pages import split_document
 
     (row,) = split_document(pagegen.page_row(page), RenderSpec(**pagegen.RENDER))
     assert row["error_kind"] is None, row["error"]
@@ -155,7 +155,7 @@ def encode(tok, image_png: bytes, instruction: str, answer: str | None) -> tuple
     """(prompt + answer + </s> tokens, prompt length, processed image (C, H, W) float32)."""
     from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
-    from pipeline.prompts import build_messages
+    from pipeline.tasks.prompts import build_messages
 
     messages = build_messages(image_png, instruction, None)
     encoded = tok.encode_chat_completion(ChatCompletionRequest.from_openai(messages))

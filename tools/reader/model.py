@@ -60,7 +60,7 @@ class ModelArgs:
     vision_encoder: VisionArgs = field(default_factory=VisionArgs)
 
     def params_json(self) -> dict:
-        """params.json as Mistral ships it (the keys pipeline/demo_model.py writes)."""
+        """params.json as Mistral ships it (the keys pipeline/engine/model.py writes)."""
         return asdict(self)
 
     @classmethod

@@ -362,6 +362,6 @@ def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> P
 
 
 def page_row(page: Page, doc_id: str = "gen") -> dict[str, Any]:
-    """The document row the pipeline's reader would make of this page (pipeline.pages input)."""
+    """The document row the pipeline's reader would make of this page (pipeline.ingest.pages input)."""
     return {"doc_id": doc_id, "source_uri": f"{doc_id}.pdf", "questions": "[]", "data": page.pdf,
             "error_kind": None, "error": None}

@@ -1,0 +1,1 @@
+"""Looking at runs: `docintel runs` and `show` (runs), and `docintel review`'s HTML page (review)."""

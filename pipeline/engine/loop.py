@@ -1,0 +1,304 @@
+"""A vLLM engine that stays fed while Ray hands it batch after batch, and that fails loudly.
+
+Why not `LLM.chat(batch)` per Ray batch: that call returns only when the batch's last request
+is done, so every batch ends with a tail where a handful of sequences decode alone on the GPU,
+and the next batch cannot start before it. Measured on an H100 (bench/RESULTS.md) the tails
+cost more than the 5 % a pipeline may lose against raw vLLM.
+
+Here one thread owns the engine: it adds the requests of every batch submitted from any caller
+thread as soon as they arrive (`LLM.enqueue_chat`, which renders the chat messages exactly as
+`LLM.chat` does), steps the engine (`LLMEngine.step`, the loop `LLM.chat` itself runs) and hands
+each finished output back to the batch that asked for it. The Ray actor runs several batches at
+once, so while one batch decodes its tail the next one is already prefilling.
+
+Faults. A request that runs past `request_timeout_s` is aborted and answered with TimeoutError: one
+runaway generation cannot hold a batch. Anything else that goes wrong with the engine is the engine's
+failure, never a request's answer: an exception from `step()` (EngineDeadError, or a transient
+error), a step that does not return within `step_timeout_s` while the engine core uses no CPU (a
+stopped or wedged core: the loop thread sits inside `step()`), a step still running after
+STEP_HARD_LIMIT x `step_timeout_s` although the core is busy (spinning on a hung device), or an
+engine-core process that died (vLLM's client then blocks in `get_output()` forever). A watchdog
+thread checks these every second. A step that is merely slow (a loaded CPU, a long prefill) while
+the core keeps computing is not a failure before the hard limit: condemning it would set healthy
+pages aside as engine crashes. On a failure the
+loop calls `on_failure(reason, in_flight_keys, exclusive_keys)` once; the actor reports it and exits
+so that Ray restarts it and retries its batches (pipeline/engine/actor.py, pipeline/engine/health.py).
+
+A job submitted with `exclusive=True` runs alone in the engine: the loop lets what is in flight
+finish, adds that job only, and adds nothing else until it is done. That is how a request suspected
+of killing the engine is tried without taking healthy requests down with it.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+WATCHDOG_INTERVAL_S = 1.0
+STEP_HARD_LIMIT = 5  # x step_timeout_s: a step this long fails even while the core is busy
+ADD_BUDGET_S = 0.25  # longest the loop spends adding requests (image preprocessing) between two steps
+STALLED_CPU_S = 0.05  # the core used less CPU than this over step_timeout_s: it is not computing
+
+
+class EngineStopped(RuntimeError):
+    """The engine loop ended (engine failed or shut down): nothing more can be answered."""
+
+
+@dataclass
+class _Job:
+    """One caller's requests; results[i] becomes a RequestOutput or an Exception."""
+
+    messages: list[list[dict]]
+    params: list[Any]
+    keys: list[str]  # the page each request belongs to (reported when the engine fails)
+    exclusive: bool = False
+    results: list[Any] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)  # when each request entered the engine
+    latency_s: list[float | None] = field(default_factory=list)
+    left: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.messages)
+        self.started = [0.0] * len(self.messages)
+        self.latency_s = [None] * len(self.messages)
+        self.left = len(self.messages)
+        if not self.left:
+            self.done.set()
+
+    def answer(self, index: int, result: Any) -> None:
+        if self.results[index] is None:
+            self.results[index] = result
+            if self.started[index]:
+                self.latency_s[index] = round(time.monotonic() - self.started[index], 4)
+            self.left -= 1
+            if self.left == 0:
+                self.done.set()
+
+
+def _external_id(request_id: str) -> str:
+    # vLLM returns its internal id "<external>-<8 random chars>"; outputs carry the external id,
+    # which LLM's request counter makes a plain number.
+    return request_id.split("-", 1)[0]
+
+
+class EngineLoop:
+    """Submit chat requests from any thread; one background thread drives the engine."""
+
+    def __init__(self, llm: Any, request_timeout_s: float | None = None, step_timeout_s: float | None = None,
+                 core_alive: Callable[[], str | None] | None = None,
+                 core_cpu_s: Callable[[], float | None] | None = None,
+                 on_failure: Callable[[str, list[str], list[str]], None] | None = None):
+        self.llm = llm
+        self.request_timeout_s = request_timeout_s
+        self.step_timeout_s = step_timeout_s
+        self._core_alive = core_alive  # None if fine, else why the engine core is gone
+        self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
+        self._on_failure = on_failure
+        self.failure: str | None = None  # why the loop stopped, if it did
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._active: list[_Job] = []
+        # external request id -> (job, index in job, internal id, deadline)
+        self._pending: dict[str, tuple[_Job, int, str, float]] = {}
+        self._step_began: float | None = None
+        self._to_add: collections.deque[tuple[_Job, int]] = collections.deque()  # taken, not yet in the engine
+        self._stopping = False
+        self.first_entered_at: float | None = None  # when a request first entered the engine (epoch s)
+        self._thread = threading.Thread(target=self._run, name="docintel-engine-loop", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="docintel-engine-watchdog", daemon=True)
+        self._thread.start()
+        self._watchdog.start()
+
+    # ---- callers --------------------------------------------------------------------------
+
+    def submit(self, messages: list[list[dict]], params: list[Any], keys: list[str] | None = None,
+               exclusive: bool = False) -> tuple[list[Any], list[float | None]]:
+        """(outputs in order: RequestOutput, or the request's own exception: rejected, timed out;
+        seconds each spent in the engine). Raises EngineStopped when the engine failed: then
+        nothing of this job is an answer."""
+        job = _Job(messages, params, keys or [""] * len(messages), exclusive)
+        with self._wake:
+            if self.failure is not None:
+                raise EngineStopped(self.failure)
+            self._waiting.append(job)
+            self._wake.notify_all()
+        while not job.done.wait(timeout=1.0):
+            if self.failure is not None:
+                raise EngineStopped(self.failure)
+        if self.failure is not None and any(isinstance(r, EngineStopped) for r in job.results):
+            raise EngineStopped(self.failure)
+        return job.results, job.latency_s
+
+    def queue_depth(self) -> int:
+        with self._lock:
+            return len(self._pending) + len(self._to_add) + sum(len(j.messages) for j in self._waiting)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self._thread.join(timeout=30)
+
+    # ---- failure ----------------------------------------------------------------------------
+
+    def _fail(self, reason: str, report: bool = True) -> None:
+        """The engine is gone (or being shut down: report=False): record why once, tell the owner,
+        release every waiting caller."""
+        with self._wake:
+            if self.failure is not None:
+                return
+            self.failure = reason
+            in_flight = [k for job in self._active for k in job.keys]
+            exclusive = [k for job in self._active if job.exclusive for k in job.keys]
+            jobs = self._active + list(self._waiting)
+            self._active, self._pending = [], {}
+            self._to_add.clear()
+            self._waiting.clear()
+            self._wake.notify_all()
+        if report and self._on_failure is not None:
+            self._on_failure(reason, in_flight, exclusive)  # the actor's handler does not return
+        stopped = EngineStopped(reason)
+        for job in jobs:
+            for i in range(len(job.messages)):
+                job.answer(i, stopped)
+
+    def _stuck(self, began: float, samples: collections.deque) -> str | None:
+        """Why the step running since `began` counts as a failed engine, or None (not yet)."""
+        now = time.monotonic()
+        running = now - began
+        if not self.step_timeout_s or running <= self.step_timeout_s:
+            return None
+        cpu = self._core_cpu_s() if self._core_cpu_s is not None else None
+        samples.append((now, cpu))
+        window = [c for t, c in samples if t <= now - self.step_timeout_s]
+        if cpu is None or not window or window[-1] is None or cpu - window[-1] < STALLED_CPU_S:
+            return (f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s and the "
+                    "engine core did no work meanwhile (stopped or wedged)")
+        if running > STEP_HARD_LIMIT * self.step_timeout_s:
+            return (f"engine step did not return within engine.step_timeout_s={self.step_timeout_s:g}s x "
+                    f"{STEP_HARD_LIMIT} although the engine core is busy (hung device?)")
+        return None
+
+    def _watch(self) -> None:
+        samples: collections.deque = collections.deque(maxlen=4096)  # (time, core CPU s) during one step
+        step = None
+        while self.failure is None and not self._stopping:
+            time.sleep(WATCHDOG_INTERVAL_S)
+            if self._stopping:
+                return
+            began = self._step_began
+            if began != step:  # a new step (or none): its own samples, from its start
+                step = began
+                samples.clear()
+                if began is not None and self._core_cpu_s is not None:
+                    samples.append((began, self._core_cpu_s()))
+            stuck = self._stuck(began, samples) if began is not None else None
+            if stuck:
+                self._fail(stuck)
+                return
+            gone = self._core_alive() if self._core_alive is not None else None
+            if gone:
+                self._fail(gone)
+                return
+
+    # ---- the engine thread ----------------------------------------------------------------
+
+    def _next_jobs(self, busy: bool) -> list[_Job]:
+        """Jobs to add now (FIFO): normal jobs at once; an exclusive job only into an idle engine,
+        and nothing while it runs. Blocks only while the engine has nothing to do."""
+        with self._wake:
+            while True:
+                if self._stopping or self.failure is not None:
+                    return []
+                if any(j.exclusive for j in self._active):
+                    if busy:
+                        return []
+                    self._wake.wait(timeout=0.5)
+                    continue
+                taken: list[_Job] = []
+                while self._waiting:
+                    head = self._waiting[0]
+                    if head.exclusive:
+                        if not self._active and not taken:
+                            taken.append(self._waiting.popleft())
+                        break
+                    taken.append(self._waiting.popleft())
+                if taken or busy:
+                    self._active.extend(taken)
+                    return taken
+                self._wake.wait(timeout=0.5)
+
+    def _add_some(self) -> None:
+        """Add taken requests to the engine for up to ADD_BUDGET_S (at least one), then return, so
+        that a few hundred requests waiting to be preprocessed do not keep the engine from stepping
+        on the ones it already has."""
+        began = time.monotonic()
+        while self._to_add and (time.monotonic() - began < ADD_BUDGET_S or not self._pending):
+            job, i = self._to_add.popleft()
+            deadline = time.monotonic() + self.request_timeout_s if self.request_timeout_s else float("inf")
+            try:
+                # One request per call: a request that cannot be rendered (bad image, too long)
+                # fails alone instead of aborting its whole batch.
+                [request_id] = self.llm.enqueue_chat([job.messages[i]], [job.params[i]], use_tqdm=False)
+            except Exception as exc:  # noqa: BLE001 - answered to the caller, row by row
+                self._answer(job, i, exc)
+                continue
+            job.started[i] = time.monotonic()
+            if self.first_entered_at is None:
+                self.first_entered_at = time.time()
+            with self._lock:
+                self._pending[_external_id(request_id)] = (job, i, request_id, deadline)
+
+    def _answer(self, job: _Job, index: int, result: Any) -> None:
+        job.answer(index, result)
+        if job.left == 0:
+            with self._lock:
+                if job in self._active:
+                    self._active.remove(job)
+                self._wake.notify_all()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [(key, entry) for key, entry in self._pending.items() if entry[3] < now]
+            for key, _ in late:
+                del self._pending[key]
+        if not late:
+            return
+        self.llm.llm_engine.abort_request([entry[2] for _, entry in late], internal=True)
+        for _, (job, i, _, _) in late:
+            self._answer(job, i, TimeoutError(f"no answer within engine.request_timeout_s="
+                                              f"{self.request_timeout_s:g}s; the request was aborted"))
+
+    def _run(self) -> None:
+        engine = self.llm.llm_engine
+        try:
+            while not self._stopping and self.failure is None:
+                busy = bool(self._pending or self._to_add) or engine.has_unfinished_requests()
+                for job in self._next_jobs(busy):
+                    self._to_add.extend((job, i) for i in range(len(job.messages)))
+                self._add_some()
+                if self._stopping or self.failure is not None:
+                    break
+                if engine.has_unfinished_requests():
+                    self._step_began = time.monotonic()
+                    outputs = engine.step()
+                    self._step_began = None
+                    for output in outputs:
+                        if output.finished:
+                            with self._lock:
+                                entry = self._pending.pop(str(output.request_id), None)
+                            if entry is not None:  # None: aborted after its deadline
+                                self._answer(entry[0], entry[1], output)
+                elif self._pending:  # the engine lost requests it was given: that is an engine fault
+                    raise RuntimeError(f"the engine finished without answering {len(self._pending)} request(s)")
+                self._expire()
+        except BaseException as exc:  # noqa: BLE001 - EngineDeadError, or anything else: the engine's fault
+            self._step_began = None
+            self._fail(f"{type(exc).__name__}: {exc}"[:2000])
+        if self._stopping:
+            self._fail("engine loop stopped", report=False)
