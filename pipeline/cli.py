@@ -1,4 +1,4 @@
-"""`docintel`: run a job spec, write the demo model, and (later) evaluate and submit.
+"""`docintel`: run, evaluate and submit jobs, try the product, and look at what runs wrote.
 
     docintel run jobs/docvqa.yaml --input ./docs --output ./out [--model PATH_OR_HUB_ID] [--set KEY=VALUE ...]
     docintel eval GOLD.json --task docvqa --output ./eval [--model ...]   # score a gold set, HTML report
@@ -89,7 +89,8 @@ def load_from_args(args: argparse.Namespace):
 
 
 class Exit(enum.IntEnum):
-    """The exit codes of `docintel run` (and eval), declared once; the README lists them."""
+    """The exit codes of every command (run, eval, demo, submit; runs, show and review use 0, 1, 2
+    and 5), declared once; the README lists them."""
 
     OK = 0              # committed; every page and question has its row
     CRASHED = 1         # an unexpected error (its traceback is printed)
@@ -102,24 +103,44 @@ class Exit(enum.IntEnum):
 def _run(args: argparse.Namespace, job) -> tuple[int, Any]:
     """Load the spec, run `job(spec)`; (exit code, its result). Only problems found before the work
     are usage errors: a failure during the run is reported as what it is."""
-    from pipeline.job.run import EngineFailed, StorageFailed, UsageError
-
     try:
         spec = load_from_args(args)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
         return Exit.USAGE, None
+    code, result = _guarded(lambda: job(spec))
+    return (Exit.OK, result) if code is None else (code, None)
+
+
+def _guarded(work) -> tuple[int | None, Any]:
+    """Run `work()`; (None, its result), or (the exit code, None) for a failure the README names."""
+    from pipeline.job.run import EngineFailed, StorageFailed, UsageError
+
+    codes = {UsageError: Exit.USAGE, EngineFailed: Exit.ENGINE_FAILED, StorageFailed: Exit.STORAGE_FAILED}
     try:
-        return Exit.OK, job(spec)
-    except UsageError as exc:
+        return None, work()
+    except tuple(codes) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
-        return Exit.USAGE, None
-    except EngineFailed as exc:
+        return codes[type(exc)], None
+
+
+def _reading(work) -> int:
+    """runs, show, review: a missing run or output is a usage error (2), storage that fails after its
+    retries is 5; anything else is a bug (1, traceback)."""
+    from pipeline.store.storage import storage_failure
+
+    try:
+        work()
+        return Exit.OK
+    except FileNotFoundError as exc:
         print(f"docintel: {exc}", file=sys.stderr)
-        return Exit.ENGINE_FAILED, None
-    except StorageFailed as exc:
-        print(f"docintel: {exc}", file=sys.stderr)
-        return Exit.STORAGE_FAILED, None
+        return Exit.USAGE
+    except Exception as exc:
+        failure = storage_failure(exc)
+        if failure is None:
+            raise
+        print(f"docintel: storage failed: {failure}", file=sys.stderr)
+        return Exit.STORAGE_FAILED
 
 
 def _lost_work(summary) -> int:
@@ -173,13 +194,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     if not args.address:
         print("docintel: submit needs --address http://HEAD:8265 (the Ray dashboard)", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
         spec = load_from_args(args)  # validate here: a bad spec never takes a cluster slot
         get_task(spec.task.name, spec.task)
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     working_dir = None if args.no_working_dir else submit.project_root()
     job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, working_dir,
                            args.pip or [])
@@ -187,8 +208,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.no_wait:
         return 0
     status = submit.follow(args.address, job_id)
-    print(f"{job_id}: {status}")
-    return 0 if status == "SUCCEEDED" else 1
+    code = submit.exit_code(args.address, job_id)
+    print(f"{job_id}: {status}" + (f" (exit code {code})" if code else ""))
+    # The job's own exit code where the cluster knows it (2, 3, 4, 5 mean what they mean for run).
+    return code if code is not None else (Exit.OK if status == "SUCCEEDED" else Exit.CRASHED)
 
 
 def cmd_job(args: argparse.Namespace) -> int:
@@ -209,7 +232,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline import demo
     from pipeline.core.config import parse_override
 
-    return demo.main(args.output, args.model, [parse_override(s) for s in args.set])
+    code, _ = _guarded(lambda: demo.main(args.output, args.model, [parse_override(s) for s in args.set]))
+    return code if code is not None else Exit.OK
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
@@ -231,34 +255,32 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from pipeline.browse import runs
 
     _apply_storage(args)
-    infos = runs.list_runs(args.output)
-    print(runs.runs_json(infos) if args.json else runs.render_runs(infos, args.output))
-    return 0
+
+    def listing() -> None:
+        infos = runs.list_runs(args.output)
+        print(runs.runs_json(infos) if args.json else runs.render_runs(infos, args.output))
+    return _reading(listing)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from pipeline.browse import runs
 
     _apply_storage(args)
-    try:
-        print(runs.show(args.output, args.run_id, limit=args.limit))
-    except FileNotFoundError as exc:
-        print(f"docintel: {exc}", file=sys.stderr)
-        return Exit.USAGE
-    return 0
+    return _reading(lambda: print(runs.show(args.output, args.run_id, limit=args.limit)))
 
 
 def cmd_review(args: argparse.Namespace) -> int:
     from pipeline.browse import review
 
     _apply_storage(args)
-    try:
-        sel = review.write_review(args.output, args.out, args.run, args.where, args.limit, args.max_side)
-    except review.ReviewError as exc:
-        print(f"docintel: {exc}", file=sys.stderr)
-        return Exit.USAGE
-    print(f"{args.out}: {len(sel.rows):,} of {sel.matching:,} matching rows of run {sel.run_id}")
-    return 0
+
+    def writing() -> None:
+        try:
+            sel = review.write_review(args.output, args.out, args.run, args.where, args.limit, args.max_side)
+        except review.ReviewError as exc:
+            raise FileNotFoundError(str(exc)) from None  # nothing to review there: a usage error
+        print(f"{args.out}: {len(sel.rows):,} of {sel.matching:,} matching rows of run {sel.run_id}")
+    return _reading(writing)
 
 
 def _add_browse_commands(sub) -> None:

@@ -84,6 +84,11 @@ def follow(address: str, job_id: str, out=sys.stdout) -> str:
     return status
 
 
+def exit_code(address: str, job_id: str) -> int | None:
+    """The exit code of the job's driver (`docintel run` on the cluster), None if not known."""
+    return getattr(client(address).get_job_info(job_id), "driver_exit_code", None)
+
+
 def status(address: str, job_id: str) -> dict[str, Any]:
     info = client(address).get_job_info(job_id)
     return {"job_id": job_id, "status": str(info.status.value), "message": info.message,

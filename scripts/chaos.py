@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests")]
 
-import jobs  # noqa: E402
+import harness  # noqa: E402
 from docgen import make_pdf, make_png  # noqa: E402
 
 # Stage -> the Ray process title of its workers (Ray Data names tasks after their fused operators).
@@ -51,19 +51,19 @@ def chaos(model: str, work: Path, docs: int, kills: int, every: float, stages: l
     folder, out, log = work / "docs", work / "out", work / "run.log"
     expected = make_docs(folder, docs)
     args = ["run", "--input", str(folder), "--output", str(out), "--model", model, "--run-id", "chaos",
-            *sum((["--question", q] for q in QUESTIONS), []), *jobs.FAST,
+            *sum((["--question", q] for q in QUESTIONS), []), *harness.FAST,
             "--set", f"engine.batch_size={batch_size}", "--set", "output.pages_per_file=4",
             "--set", "ray.max_restarts_without_progress=20"]
     began = time.monotonic()
-    proc = jobs.start(*args, log=log)
-    jobs.wait_for(lambda: "engine ready in" in log.read_text(), 900, "the first engine", proc, log)
+    proc = harness.start(*args, log=log)
+    harness.wait_for(lambda: "engine ready in" in log.read_text(), 900, "the first engine", proc, log)
     killed: Counter[str] = Counter()
     next_kill = time.monotonic() + every * rnd.uniform(0.5, 1.0)
     while proc.poll() is None and sum(killed.values()) < kills and time.monotonic() - began < timeout:
         if time.monotonic() < next_kill:
             time.sleep(0.1)
             continue
-        live = [(stage, p) for stage in stages for p in jobs.processes(proc.pid, STAGES[stage])]
+        live = [(stage, p) for stage in stages for p in harness.processes(proc.pid, STAGES[stage])]
         if not live:
             time.sleep(0.2)  # nothing of those stages running right now: try again shortly
             continue
@@ -75,7 +75,7 @@ def chaos(model: str, work: Path, docs: int, kills: int, every: float, stages: l
     result = {"exit_code": code, "kills": dict(killed), "documents": docs, "pages": sum(expected.values()),
               "seconds": round(time.monotonic() - began, 1)}
     if code == 0:
-        rows = jobs.assert_exactly_once(out, "chaos", expected, QUESTIONS)
+        rows = harness.assert_exactly_once(out, "chaos", expected, QUESTIONS)
         result.update(rows=len(rows), valid_rows=sum(r["valid"] for r in rows),
                       error_kinds=dict(Counter(r["error_kind"] for r in rows if r["error_kind"])))
     else:

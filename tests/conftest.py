@@ -58,13 +58,13 @@ def output_with_two_runs(tmp_path_factory, corpus, demo_model, ray_cluster):
     uses the engine double on the session's Ray: it is there for what a folder of runs looks like."""
     import json
 
-    import jobs
+    import harness
 
     folder, _ = corpus
     out = tmp_path_factory.mktemp("two-runs") / "out"
-    for run_id, extra, env in ((RUNS[0], [], {}), (RUNS[1], ["--address", ray_cluster], jobs.double())):
-        proc = jobs.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(out), "--model", demo_model,
-                        "--run-id", run_id, *jobs.FAST, "--set", f"task.questions={json.dumps(QUESTIONS)}", *extra,
+    for run_id, extra, env in ((RUNS[0], [], {}), (RUNS[1], ["--address", ray_cluster], harness.double())):
+        proc = harness.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(out), "--model", demo_model,
+                        "--run-id", run_id, *harness.FAST, "--set", f"task.questions={json.dumps(QUESTIONS)}", *extra,
                         **env)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out.with_name(f"{run_id}.stdout").write_text(proc.stdout)
@@ -77,17 +77,17 @@ def output_with_a_killed_run(output_with_two_runs, corpus, demo_model):
     and a truncated copy of one of its staged files: what a crash and a damaged copy leave behind."""
     import shutil
 
-    import jobs
+    import harness
 
     folder, _ = corpus
     out = output_with_two_runs
     log = out.parent / "killed.log"
-    proc = jobs.start("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", "killed",
-                      "--question", QUESTIONS[0], *jobs.FAST, "--set", "engine.batch_size=1",
-                      "--set", "output.pages_per_file=1", log=log, **jobs.double(step_s=0.5))
-    jobs.wait_for(lambda: len(jobs.staged_files(out, "killed")) >= 2, 600, "staged files", proc, log)
-    jobs.kill_tree(proc)
-    staged = jobs.staged_files(out, "killed")
+    proc = harness.start("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", "killed",
+                      "--question", QUESTIONS[0], *harness.FAST, "--set", "engine.batch_size=1",
+                      "--set", "output.pages_per_file=1", log=log, **harness.double(step_s=0.5))
+    harness.wait_for(lambda: len(harness.staged_files(out, "killed")) >= 2, 600, "staged files", proc, log)
+    harness.kill_tree(proc)
+    staged = harness.staged_files(out, "killed")
     shutil.copy(staged[0], staged[0] + ".parquet")
     with open(staged[0] + ".parquet", "r+b") as f:  # a corrupt file in staging (a damaged or foreign copy)
         f.truncate(os.path.getsize(staged[0]) // 2)
@@ -102,32 +102,32 @@ def ray_cluster():
     import subprocess
     import tempfile
 
-    import jobs
+    import harness
 
-    gcs = jobs.free_port()
+    gcs = harness.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=4", "--num-gpus=0",
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=jobs.env(RAY_AUTH_MODE="disabled"), timeout=180)
+                   check=True, capture_output=True, env=harness.env(RAY_AUTH_MODE="disabled"), timeout=180)
     yield f"127.0.0.1:{gcs}"
-    jobs.stop_ray_cluster(gcs)
+    harness.stop_ray_cluster(gcs)
 
 
 @pytest.fixture(scope="session")
 def two_nodes():
     """A real two-node Ray cluster (`ray start --head` with the dashboard and the Job Submission API,
     plus a second `ray start --address`), shared by tests/test_cluster.py and tests/test_submit.py:
-    (GCS address, dashboard URL, the two nodes' metrics URLs). Ray 2.60 asks for a token: jobs.AUTH.
+    (GCS address, dashboard URL, the two nodes' metrics URLs). Ray 2.60 asks for a token: harness.AUTH.
     Jobs submitted to it answer with the engine double (its workers' environment): what is tested
     there is the cluster, not the engine."""
     import subprocess
     import tempfile
 
-    import jobs
+    import harness
 
-    env = jobs.env(**jobs.AUTH, **jobs.double())
+    env = harness.env(**harness.AUTH, **harness.double())
     env.pop("RAY_ADDRESS")
-    gcs, dash, metrics, metrics2 = jobs.free_port(), jobs.free_port(), jobs.free_port(), jobs.free_port()
+    gcs, dash, metrics, metrics2 = harness.free_port(), harness.free_port(), harness.free_port(), harness.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
                     "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -138,4 +138,4 @@ def two_nodes():
                    check=True, capture_output=True, env=env, timeout=180)
     yield (f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}",
            [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics2)])
-    jobs.stop_ray_cluster(gcs)
+    harness.stop_ray_cluster(gcs)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-import jobs
+import harness
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench(*args, timeout=600):
-    env = jobs.env()
+    env = harness.env()
     proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import jobs
+import harness
 
 pytestmark = pytest.mark.faults  # the committing process is SIGKILLed
 REPO = Path(__file__).resolve().parents[1]
@@ -46,21 +46,21 @@ def test_commit_killed_before_the_move_then_done_again_is_exact(tmp_path):
 
     log = tmp_path / "first.log"
     first = subprocess.Popen(_commit_command(out, run_id), stdout=log.open("w"), stderr=subprocess.STDOUT,
-                             env=jobs.env(DOCINTEL_FAULTS=json.dumps({"pause_at": "commit_move", "pause_s": 600})),
+                             env=harness.env(DOCINTEL_FAULTS=json.dumps({"pause_at": "commit_move", "pause_s": 600})),
                              cwd=REPO, start_new_session=True)
     try:
-        jobs.wait_for(lambda: "paused at commit_move" in log.read_text(), 240, "the commit to reach step 4",
+        harness.wait_for(lambda: "paused at commit_move" in log.read_text(), 240, "the commit to reach step 4",
                       first, log)
         derived = {t: fileio.list_files(paths.staging(t)) for t in ("documents", "lost")}
         derived["manifest"] = fileio.list_files(paths.manifest)
         assert all(derived.values()), derived  # killed with every derived file staged
     finally:
-        jobs.kill_tree(first)
+        harness.kill_tree(first)
     assert output.marker(str(out), run_id) is None
     assert sorted(fileio.list_files(paths.staging("pages"))) == staged
 
     second = subprocess.run(_commit_command(out, run_id), capture_output=True, text=True, timeout=300,
-                            env=jobs.env(), cwd=REPO)
+                            env=harness.env(), cwd=REPO)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     facts = synthetic_run.check_committed(str(out), run_id, expect, exact_keys=True)
     assert facts["page_rows"] == expect["staged_rows"] + expect["not_processed"]

@@ -11,18 +11,18 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import jobs
+import harness
 from pipeline.store import output
 
 pytestmark = pytest.mark.engine
-README = (jobs.REPO / "README.md").read_text()
+README = (harness.REPO / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run(jobs.command("demo", "--output", str(tmp_path / "demo")), capture_output=True, text=True,
-                          timeout=1500, env=jobs.env(XDG_CACHE_HOME=str(tmp_path / "cache")), cwd=tmp_path)
+    proc = subprocess.run(harness.command("demo", "--output", str(tmp_path / "demo")), capture_output=True, text=True,
+                          timeout=1500, env=harness.env(XDG_CACHE_HOME=str(tmp_path / "cache")), cwd=tmp_path)
     return tmp_path, proc
 
 
@@ -39,8 +39,9 @@ def test_docintel_demo_shows_the_whole_product(demo):
     review = (tmp_path / "demo" / "review.html").read_text()
     assert "<html" in review and "invoice.pdf" in review
     assert (tmp_path / "cache" / "docintel" / "demo-model" / "params.json").is_file()  # written once, cached
-    # quiet: docintel's lines, not vLLM's or Ray's
+    # quiet: docintel's lines, not vLLM's or Ray's (README, "Watching a run": the one line of Ray's left)
     assert not re.search(r"\bINFO\b.*\[(core|llm|model|gpu_model_runner|cpu_model_runner)", text)
+    assert "Token authentication" not in text and "Progress bars disabled" not in text
     assert "docintel: engine ready in" in text
 
 
@@ -65,10 +66,10 @@ def test_the_readme_demo_model_command_runs_on_the_samples_and_keeps_vllm_logs_i
         argv = shlex.split(part.strip())
         assert argv[0] == "docintel"
         # run from another folder, as a user would: the repository's own paths made absolute
-        argv = [str(jobs.REPO / a) if a == "samples" or a.startswith("jobs/") else a for a in argv[1:]]
+        argv = [str(harness.REPO / a) if a == "samples" or a.startswith("jobs/") else a for a in argv[1:]]
         if argv[0] == "run":
             argv += ["--set", "render.max_side=512", "--set", "engine.max_model_len=8192"]  # CPU: minutes, not hours
-        proc = subprocess.run(jobs.command(*argv), capture_output=True, text=True, timeout=1200, env=jobs.env(),
+        proc = subprocess.run(harness.command(*argv), capture_output=True, text=True, timeout=1200, env=harness.env(),
                               cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-4000:]
     text = proc.stdout + proc.stderr

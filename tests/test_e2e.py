@@ -7,7 +7,7 @@ import os
 import jsonschema
 import pyarrow.parquet as pq
 
-import jobs
+import harness
 from pipeline.store import output
 from pipeline.core.rows import DOCUMENT_TABLE, PAGE_TABLE
 from pipeline.tasks import get_task
@@ -17,7 +17,7 @@ from conftest import QUESTIONS, RUNS
 
 def test_no_gpu_stops_at_once_and_names_the_demo_model(tmp_path, corpus):
     folder, _ = corpus
-    proc = jobs.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(tmp_path / "out"), timeout=60)
+    proc = harness.run("run", "jobs/docvqa.yaml", "--input", str(folder), "--output", str(tmp_path / "out"), timeout=60)
     assert proc.returncode == 2
     assert "No GPU" in proc.stderr and "docintel demo-model" in proc.stderr and "MEANINGLESS" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -31,7 +31,7 @@ def test_cli_run_writes_both_tables_one_row_per_page_and_question(output_with_tw
     pages = sum(expected_pages.values())
     assert f"pages      {pages}" in summary and "random weights" in summary and "pages/s" in summary
     assert output.committed_runs(str(out)) == [first, second]
-    rows = jobs.assert_exactly_once(out, first, expected_pages, QUESTIONS)
+    rows = harness.assert_exactly_once(out, first, expected_pages, QUESTIONS)
     schema = get_task("docvqa").schema
     for row in rows:
         assert row["valid"] or "does not fit a finite double" in row["error"], row  # random weights: see test_engine_cpu
@@ -63,6 +63,6 @@ def test_a_fields_schema_whose_names_cannot_be_columns_is_refused_before_any_eng
     folder, _ = corpus
     schema = tmp_path / "s.json"
     schema.write_text(json.dumps({"type": "object", "properties": {"status": {"type": "string"}}}))
-    proc = jobs.run("run", "--input", str(folder), "--output", str(tmp_path / "out"), "--task", "fields",
+    proc = harness.run("run", "--input", str(folder), "--output", str(tmp_path / "out"), "--task", "fields",
                     "--set", f"task.fields_schema={schema}", "--device", "cpu", timeout=60)
     assert proc.returncode == 2 and "property 'status'" in proc.stderr and not (tmp_path / "out").exists()

@@ -127,6 +127,21 @@ def test_an_exclusive_job_runs_alone_and_the_others_wait_for_it():
     assert engine.most_in_flight == 4
 
 
+def test_the_queue_depth_is_reported_while_requests_wait_and_run(monkeypatch):
+    """The docintel_engine_queue_depth gauge: the loop tells it, every watchdog interval, how many
+    requests are in or waiting for the engine (the actor hands it the job's metric)."""
+    from pipeline.engine import loop as engine_loop
+
+    monkeypatch.setattr(engine_loop, "WATCHDOG_INTERVAL_S", 0.05)
+    depths = []
+    engine = FakeEngine(steps_per_request=40)  # 5 ms a step: each request ~0.2 s in the engine
+    loop = EngineLoop(engine, report_depth=depths.append)
+    loop.submit([[{"role": "user", "content": "x"}]] * 6, [None] * 6)
+    time.sleep(0.2)
+    loop.stop()
+    assert max(depths) >= 5 and depths[-1] == 0, depths  # a queue, then drained
+
+
 def test_an_empty_submission_returns_at_once():
     loop = EngineLoop(FakeEngine())
     assert loop.submit([], []) == ([], [])

@@ -6,7 +6,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-import jobs
+import harness
 
 from docgen import make_pdf, make_png
 from pipeline.evaluation.evaluate import load_gold, manifest_entries, score_items
@@ -83,7 +83,7 @@ def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model, ray_cluster):
         {"document": "receipt.png", "page": 0, "question": "What is the total?", "answers": ["12.99"],
          "question_type": "form"},
     ]))
-    env = jobs.env(**jobs.double())
+    env = harness.env(**harness.double())
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold), "--task", "docvqa",
                            "--output", str(tmp_path / "out"), "--model", demo_model, "--run-id", "ev",
                            "--address", ray_cluster,
@@ -119,7 +119,7 @@ def test_eval_chartqa_in_the_published_format(tmp_path, demo_model, ray_cluster)
     (gold_dir / "test_human.json").write_text(json.dumps([
         {"imgname": "bars.png", "query": "What is the value of the tallest bar?", "label": "77"},
         {"imgname": "bars.png", "query": "Which region has the lowest revenue?", "label": "West"}]))
-    env = jobs.env(**jobs.double())
+    env = harness.env(**harness.double())
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold_dir / "test_human.json"),
                            "--task", "chartqa", "--output", str(tmp_path / "out"), "--model", demo_model,
                            "--address", ray_cluster,

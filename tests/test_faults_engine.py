@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import jobs
+import harness
 from docgen import make_pdf, make_png
 from pipeline.store import output
 
@@ -25,41 +25,41 @@ def _docs(folder, n):
 
 def _args(folder, out, model, run_id, *extra):
     return ["run", "--input", str(folder), "--output", str(out), "--model", model, "--question", Q[0],
-            "--run-id", run_id, *jobs.FAST, "--set", "engine.batch_size=2",
+            "--run-id", run_id, *harness.FAST, "--set", "engine.batch_size=2",
             "--set", "engine.separate_core=true", *extra]  # the product's default: the core is what is stopped/killed
 
 
 def _cores(proc):
-    return jobs.processes(proc.pid, "EngineCore")
+    return harness.processes(proc.pid, "EngineCore")
 
 
 def test_a_stopped_a_killed_engine_core_and_an_error_in_step_cost_no_page(tmp_path, demo_model):
     folder, out, log = tmp_path / "docs", tmp_path / "out", tmp_path / "run.log"
     expected = _docs(folder, 12)
     marker = tmp_path / "step-error-fired"
-    proc = jobs.start(*_args(folder, out, demo_model, "f", "--set", "engine.step_timeout_s=5",
+    proc = harness.start(*_args(folder, out, demo_model, "f", "--set", "engine.step_timeout_s=5",
                              "--set", "ray.max_restarts_without_progress=10"), log=log,
                       DOCINTEL_FAULTS=json.dumps({"step_error_once": str(marker)}))
     # 1. a transient error inside engine.step(): the actor restarts, the pages in flight are retried
-    jobs.wait_for(marker.exists, 600, "the injected step error", proc, log)
+    harness.wait_for(marker.exists, 600, "the injected step error", proc, log)
     # 2. the restarted engine's core is stopped: the watchdog sees its step hang
-    first = jobs.wait_for(lambda: "engine ready in" in log.read_text().split("fault injection")[-1]
+    first = harness.wait_for(lambda: "engine ready in" in log.read_text().split("fault injection")[-1]
                           and _cores(proc), 600, "the restarted engine", proc, log)
     first[0].send_signal(signal.SIGSTOP)
     stopped_at = time.monotonic()
-    jobs.wait_for(lambda: "engine step did not return within engine.step_timeout_s=5s and the engine core did no "
+    harness.wait_for(lambda: "engine step did not return within engine.step_timeout_s=5s and the engine core did no "
                   "work" in log.read_text(), 120,
                   "the watchdog", proc, log)
     assert time.monotonic() - stopped_at < 5 + 15  # step_timeout_s plus the watchdog's second and a busy CPU
     # 3. the next engine's core is killed mid-run: vLLM's client would wait for it forever
-    second = jobs.wait_for(lambda: [p for p in _cores(proc) if p.pid != first[0].pid], 600, "a new engine core",
+    second = harness.wait_for(lambda: [p for p in _cores(proc) if p.pid != first[0].pid], 600, "a new engine core",
                            proc, log)
-    jobs.wait_for(lambda: log.read_text().count("engine ready in") >= 3, 600, "the third engine", proc, log)
+    harness.wait_for(lambda: log.read_text().count("engine ready in") >= 3, 600, "the third engine", proc, log)
     os.kill(second[0].pid, signal.SIGKILL)
-    jobs.wait_for(lambda: f"the engine core process {second[0].pid} died" in log.read_text(), 60,
+    harness.wait_for(lambda: f"the engine core process {second[0].pid} died" in log.read_text(), 60,
                   "the dead core to be seen", proc, log)
     assert proc.wait(1500) == 0, log.read_text()[-4000:]
-    rows = jobs.assert_exactly_once(out, "f", expected, Q)
+    rows = harness.assert_exactly_once(out, "f", expected, Q)
     assert all(r["valid"] for r in rows), [r["error"] for r in rows if not r["valid"]]  # no engine_error row
 
 
@@ -67,10 +67,10 @@ def test_a_page_that_kills_the_engine_is_found_and_costs_only_itself(tmp_path, d
     folder, out = tmp_path / "docs", tmp_path / "out"
     expected = _docs(folder, 5)
     make_png(folder / "poison.png", "this page kills the engine")
-    proc = jobs.run(*_args(folder, out, demo_model, "p", "--set", "engine.max_concurrent_batches=2"),
+    proc = harness.run(*_args(folder, out, demo_model, "p", "--set", "engine.max_concurrent_batches=2"),
                     DOCINTEL_FAULTS=json.dumps({"kill_core_when": "poison.png"}))
     assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = jobs.assert_exactly_once(out, "p", dict(expected, **{"poison.png": 1}), Q)
+    rows = harness.assert_exactly_once(out, "p", dict(expected, **{"poison.png": 1}), Q)
     (poison,) = [r for r in rows if r["source_uri"].endswith("poison.png")]
     assert poison["error_kind"] == "engine_crash" and "alone" in poison["error"]
     assert all(r["valid"] for r in rows if r is not poison)  # healthy pages never pay for it
@@ -79,7 +79,7 @@ def test_a_page_that_kills_the_engine_is_found_and_costs_only_itself(tmp_path, d
 def test_an_engine_that_dies_in_every_start_ends_the_job_not_committed(tmp_path, demo_model):
     folder, out, log = tmp_path / "docs", tmp_path / "out", tmp_path / "run.log"
     _docs(folder, 2)
-    proc = jobs.start(*_args(folder, out, demo_model, "s", "--set", "ray.engine_start_attempts=2"), log=log)
+    proc = harness.start(*_args(folder, out, demo_model, "s", "--set", "ray.engine_start_attempts=2"), log=log)
     began, killed = time.monotonic(), set()
     while proc.poll() is None and time.monotonic() - began < 1200:  # two engine starts on a loaded 2-core machine
         for core in _cores(proc):  # before it can finish its warm-up

@@ -5,7 +5,7 @@ page, the stage must run as several tasks at once, and the first request must re
 before the last page is rendered. What the run reports in its _SUCCESS (`feeding`) comes from where
 it happens: Ray Data's per-task stats, the engine loop's clock, the split stage's clock. The engine
 is the double (tests/engine_double.py): the subject here is the feeding, not the engine."""
-import jobs
+import harness
 from docgen import make_pdf
 from pipeline.job import feeding
 from pipeline.store import output
@@ -28,9 +28,9 @@ def test_the_cpu_stage_runs_wide_and_pages_reach_the_engine_as_they_are_rendered
     folder, out = tmp_path / "docs", tmp_path / "out"
     for i in range(40):
         make_pdf(folder / f"doc{i:02d}.pdf", pages=1, title=f"Invoice {i}", chart=False)
-    proc = jobs.run("run", "--address", ray_cluster, "--input", str(folder), "--output", str(out),
-                    "--model", demo_model, "--run-id", "feed", "--question", "What is the total?", *jobs.FAST,
-                    **jobs.double(render_delay_s=0.4))
+    proc = harness.run("run", "--address", ray_cluster, "--input", str(folder), "--output", str(out),
+                    "--model", demo_model, "--run-id", "feed", "--question", "What is the total?", *harness.FAST,
+                    **harness.double(render_delay_s=0.4))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = output.marker(str(out), "feed")["feeding"]
     assert report["documents_per_task"] == 2  # 40 documents, 4 CPUs: 16 tasks' worth

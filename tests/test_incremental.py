@@ -4,7 +4,7 @@ rises. The done set travels to the read tasks once, through Ray's object store."
 import os
 import shutil
 
-import jobs
+import harness
 from docgen import make_pdf
 from pipeline.store import output
 from pipeline.core.config import JobSpec, TaskSpec
@@ -37,9 +37,9 @@ def test_incremental_runs_redo_what_changed_and_only_that(tmp_path, demo_model, 
     make_pdf(folder / "long.pdf", pages=4, chart=False)
 
     def run(run_id, max_pages):
-        proc = jobs.run("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", run_id,
-                        "--incremental", "--question", "What is the total?", *jobs.FAST,
-                        "--set", f"render.max_pages={max_pages}", "--address", ray_cluster, **jobs.double())
+        proc = harness.run("run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--run-id", run_id,
+                        "--incremental", "--question", "What is the total?", *harness.FAST,
+                        "--set", f"render.max_pages={max_pages}", "--address", ray_cluster, **harness.double())
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows = output.read_pages(str(out), run_id).to_pylist()
         answered = sorted({os.path.basename(r["source_uri"]) for r in rows if r["error_kind"] != "skipped_unchanged"})

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from html_check import Balanced
 from pipeline.evaluation.evaluate import METRIC, SCORES_SCHEMA
 from pipeline.evaluation.report import render_report, write_report
 
@@ -65,20 +65,17 @@ def make_scores() -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-class Sections(HTMLParser):
-    """Collects per h2 section the rows of its tables (cell texts); checks that tags balance."""
-    VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "area", "base", "source"}
+class Sections(Balanced):
+    """Collects per h2 section the rows of its tables (cell texts); no script element."""
 
     def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.stack, self.errors, self.sections, self.current = [], [], {}, "head"
+        super().__init__()
+        self.sections, self.current = {}, "head"
         self.h2, self.row, self.cell = None, None, None
 
-    def handle_starttag(self, tag, attrs):
+    def start(self, tag, attrs):
         if tag == "script":
             self.errors.append("script element")
-        if tag not in self.VOID:
-            self.stack.append(tag)
         if tag == "h2":
             self.h2 = ""
         elif tag == "tr":
@@ -86,13 +83,7 @@ class Sections(HTMLParser):
         elif tag in ("td", "th"):
             self.cell = ""
 
-    def handle_endtag(self, tag):
-        if tag in self.VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'} at {self.getpos()}")
-        else:
-            self.stack.pop()
+    def end(self, tag):
         if tag == "h2":
             self.current, self.h2 = self.h2, None
         elif tag in ("td", "th") and self.row is not None:
@@ -110,12 +101,7 @@ class Sections(HTMLParser):
 
 
 def parse(html_text: str) -> Sections:
-    p = Sections()
-    p.feed(html_text)
-    p.close()
-    assert not p.errors, p.errors
-    assert not p.stack, f"unclosed: {p.stack}"
-    return p
+    return Sections.check(html_text)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +206,7 @@ def test_empty_and_null_input(tmp_path):
                     "predicted_doc_type": ["a"]})
     assert ["a", "1", "1", "1", "100.0%", "100.0%"] in parse(render_report(few, "few", None)).sections[HEADINGS[4]]
     out = write_report(few, tmp_path / "sub" / "report.html", "few", {})
-    assert isinstance(out, Path) and out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert Path(out).read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -239,7 +225,7 @@ def test_renders_in_headless_chromium(tmp_path):
         pytest.skip("/usr/bin/chromium is missing (scripts/install_chromium.sh installs it)")
     from PIL import Image
 
-    path = write_report(make_scores(), tmp_path / "report.html", "docintel eval: screenshot", META)
+    path = Path(write_report(make_scores(), tmp_path / "report.html", "docintel eval: screenshot", META))
     shot = tmp_path / "shot.png"
     screenshot(path, shot, tmp_path / "profile")
     assert shot.exists() and shot.stat().st_size > 10_000

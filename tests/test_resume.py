@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-import jobs
+import harness
 from docgen import make_pdf
 from pipeline.commit import resume
 from pipeline.store import fileio, layout, output
@@ -31,16 +31,16 @@ def _docs(folder, n=6, pages=2):
 
 def _args(folder, out, model, *extra):
     # one page per engine batch and per file: files appear while the job runs, one after another
-    return ["run", "--input", str(folder), "--output", str(out), "--model", model, "--question", Q[0], *jobs.FAST,
+    return ["run", "--input", str(folder), "--output", str(out), "--model", model, "--question", Q[0], *harness.FAST,
             "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1", *extra]
 
 
 def _kill_after_files(args, log, out, run_id, files):
-    proc = jobs.start(*args, log=log, **jobs.double(step_s=0.4))
-    jobs.wait_for(lambda: len(jobs.staged_files(out, run_id)) >= files, 600, f"{files} staged file(s)", proc, log)
-    jobs.kill_tree(proc)
+    proc = harness.start(*args, log=log, **harness.double(step_s=0.4))
+    harness.wait_for(lambda: len(harness.staged_files(out, run_id)) >= files, 600, f"{files} staged file(s)", proc, log)
+    harness.kill_tree(proc)
     assert output.marker(str(out), run_id) is None
-    return len(jobs.staged_files(out, run_id))
+    return len(harness.staged_files(out, run_id))
 
 
 @pytest.mark.faults
@@ -56,29 +56,29 @@ def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_
                                 "nightly", written + 2)
     # attempt 3 answers the rest and dies in the commit, with the derived files staged
     log = tmp_path / "3.log"
-    proc = jobs.start(*_args(folder, out, demo_model, "--resume", "nightly"), log=log,
-                      **jobs.double(pause_at="commit_move", pause_s=300))
-    jobs.wait_for(lambda: "paused at commit_move" in log.read_text(), 600, "the commit", proc, log)
+    proc = harness.start(*_args(folder, out, demo_model, "--resume", "nightly"), log=log,
+                      **harness.double(pause_at="commit_move", pause_s=300))
+    harness.wait_for(lambda: "paused at commit_move" in log.read_text(), 600, "the commit", proc, log)
     assert fileio.list_files(paths.manifest) and fileio.list_files(paths.staging("documents"))
-    jobs.kill_tree(proc)
+    harness.kill_tree(proc)
     assert output.committed_runs(str(out)) == []
     # a corrupt file in staging is set aside, its pages redone ...
-    staged = jobs.staged_files(out, "nightly")
+    staged = harness.staged_files(out, "nightly")
     assert len(staged) == sum(expected.values())
     with open(staged[0], "r+b") as f:
         f.truncate(100)
     # ... and a writer of a killed attempt that lived on for a moment (on a cluster) wrote a page twice
     shutil.copy(staged[1], staged[1].replace("part-", "part-zz-"))
-    done = jobs.run(*_args(folder, out, demo_model, "--resume", "nightly"), **jobs.double())
+    done = harness.run(*_args(folder, out, demo_model, "--resume", "nightly"), **harness.double())
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = jobs.assert_exactly_once(out, "nightly", expected, Q)
+    rows = harness.assert_exactly_once(out, "nightly", expected, Q)
     assert all(r["valid"] for r in rows)
     manifest = [r for f in fileio.list_files(paths.manifest) for r in fileio.read_parquet(f).to_pylist()]
     assert len(manifest) == 6 and {m["status"] for m in manifest} == {"ok"} and {m["pages"] for m in manifest} == {2}
     quarantined = sorted(p.rsplit("/", 1)[1] for p in fileio.list_files(paths.quarantine))
     assert quarantined == sorted([staged[0].rsplit("/", 1)[1], staged[1].replace("part-", "part-zz-").rsplit("/", 1)[1]])
 
-    again = jobs.run(*_args(folder, out, demo_model, "--resume", "nightly"), **jobs.double())
+    again = harness.run(*_args(folder, out, demo_model, "--resume", "nightly"), **harness.double())
     assert again.returncode == 2 and "already committed" in again.stderr
 
 
@@ -87,13 +87,13 @@ def test_a_resume_that_is_not_the_same_job_is_refused_before_ray_starts(output_w
     folder, _ = corpus
     out = output_with_a_killed_run
     killed = ["run", "--input", str(folder), "--output", str(out), "--model", demo_model, "--question", "Who signed?",
-              *jobs.FAST, "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1"]
+              *harness.FAST, "--set", "engine.batch_size=1", "--set", "output.pages_per_file=1"]
     began = time.monotonic()
-    other = jobs.run(*killed, "--resume", "killed", timeout=120, **jobs.double())
+    other = harness.run(*killed, "--resume", "killed", timeout=120, **harness.double())
     assert other.returncode == 2 and "other settings" in other.stderr and "questions" in other.stderr, other.stderr
-    never = jobs.run(*killed, "--resume", "never-started", timeout=120)
+    never = harness.run(*killed, "--resume", "never-started", timeout=120)
     assert never.returncode == 2 and "never started" in never.stderr
-    committed = jobs.run(*killed, "--resume", RUNS[0], timeout=120)
+    committed = harness.run(*killed, "--resume", RUNS[0], timeout=120)
     assert committed.returncode == 2 and "already committed" in committed.stderr
     assert "Ray" not in other.stderr + never.stderr + committed.stderr  # no Ray was started to say so
     assert time.monotonic() - began < 120

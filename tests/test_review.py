@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pymupdf
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from docgen import make_pdf, make_png
+from html_check import Balanced
 from pipeline.answers import grounding
 from pipeline.browse.review import ReviewError, page_images, select_rows
 from pipeline.ingest.sources import content_id
@@ -86,18 +86,14 @@ def review(out: str, html_path: Path, *args: str) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
-class Cards(HTMLParser):
-    """Checks the tags balance and collects each card's data- attributes, box styles and text."""
-    VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr", "source"}
+class Cards(Balanced):
+    """Collects each card's data- attributes, box styles and text, the element ids and image sources."""
 
     def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.stack, self.errors, self.cards, self.ids, self.srcs = [], [], [], set(), []
+        super().__init__()
+        self.cards, self.ids, self.srcs = [], set(), []
 
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag not in self.VOID:
-            self.stack.append(tag)
+    def start(self, tag, a):
         if a.get("id"):
             self.ids.add(a["id"])
         if tag == "img":
@@ -107,25 +103,13 @@ class Cards(HTMLParser):
         elif tag == "div" and "box" in (a.get("class") or "").split() and self.cards:
             self.cards[-1]["boxes"].append((a["class"], a["style"], a.get("title")))
 
-    def handle_endtag(self, tag):
-        if tag in self.VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes {self.stack[-1:]} at {self.getpos()}")
-        else:
-            self.stack.pop()
-
     def handle_data(self, data):
         if self.cards and "article" in self.stack:
             self.cards[-1]["text"] += data
 
 
 def parse(text: str) -> Cards:
-    p = Cards()
-    p.feed(text)
-    p.close()
-    assert not p.errors and not p.stack, (p.errors, p.stack)
-    return p
+    return Cards.check(text)
 
 
 def _style(box: dict) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import jobs
+import harness
 
 from pipeline.browse import runs
 from pipeline.store import fileio, layout, output, writer
@@ -275,7 +275,7 @@ def s3_out():
     import boto3
 
     saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"]}
-    with jobs.moto_server() as url:
+    with harness.moto_server() as url:
         os.environ.update(S3_ENV, AWS_ENDPOINT_URL=url)
         os.environ.pop("AWS_ENDPOINT_URL_S3", None)
         os.environ.pop("AWS_PROFILE", None)

@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-import jobs
+import harness
 from docgen import make_corpus
 from faultproxy import FaultProxy
 
@@ -23,7 +23,7 @@ KEY_ID = "AKIATESTKEYID000"
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with jobs.moto_server() as url:
+    with harness.moto_server() as url:
         yield url
 
 
@@ -41,10 +41,10 @@ def bucket(s3_server, tmp_path_factory):
 
 
 def _run(endpoint, model, out, *args, timeout=900, inputs="s3://docs/incoming/", **extra_env):
-    return jobs.run("run", "--input", inputs, "--output", out, "--model", model,
-                    "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *jobs.FAST,
+    return harness.run("run", "--input", inputs, "--output", out, "--model", model,
+                    "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *harness.FAST,
                     *args, timeout=timeout, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
-                    AWS_DEFAULT_REGION="us-east-1", DOCINTEL_S3_REQUEST_TIMEOUT_S="3", **jobs.double(), **extra_env)
+                    AWS_DEFAULT_REGION="us-east-1", DOCINTEL_S3_REQUEST_TIMEOUT_S="3", **harness.double(), **extra_env)
 
 
 def _check(s3, expected, s3_server, prefix, run_id):

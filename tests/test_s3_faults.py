@@ -13,7 +13,7 @@ from urllib.parse import quote
 import boto3
 import pytest
 
-import jobs
+import harness
 from faultproxy import FaultProxy
 from pipeline.store import storage
 from pipeline.core.config import InputSpec
@@ -36,7 +36,7 @@ def body(key: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def s3_server():
-    with jobs.moto_server() as url:
+    with harness.moto_server() as url:
         yield from _filled(url)
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-import jobs
+import harness
 from pipeline.store import output
 
 
@@ -15,7 +15,7 @@ def test_submit_runs_the_job_on_the_cluster(tmp_path, two_nodes, corpus, demo_mo
     _, ray_head, _ = two_nodes
     folder, expected = corpus
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **jobs.AUTH)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **harness.AUTH)
     env.pop("RAY_ADDRESS", None)
     cli = [sys.executable, "-m", "pipeline.cli"]
     proc = subprocess.run(

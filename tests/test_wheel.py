@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-import jobs
+import harness
 
 pytestmark = pytest.mark.engine
 
@@ -23,7 +23,7 @@ def test_a_wheel_installed_elsewhere_runs_the_capacity_job_from_another_director
     wheels, site, cwd = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     cwd.mkdir()
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(jobs.REPO)], check=True, capture_output=True, timeout=600)
+                    str(harness.REPO)], check=True, capture_output=True, timeout=600)
     (wheel,) = wheels.glob("docintel-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True, timeout=600)
@@ -33,15 +33,15 @@ def test_a_wheel_installed_elsewhere_runs_the_capacity_job_from_another_director
     model = tmp_path / "model"
     shutil.copytree(demo_model, model)
     (model / DEMO_MARKER).unlink()
-    env = jobs.env(PYTHONPATH=str(site))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(jobs.REPO / "jobs" / "capacity.yaml"),
+    env = harness.env(PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(harness.REPO / "jobs" / "capacity.yaml"),
                            "--input", str(folder), "--output", "out", "--model", str(model), "--run-id", "cap",
-                           "--set", "engine.device=cpu", *jobs.FAST], cwd=cwd, env=env, capture_output=True,
+                           "--set", "engine.device=cpu", *harness.FAST], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     probe = subprocess.run([sys.executable, "-c", "import pipeline, sys; print(pipeline.__file__)"], cwd=cwd, env=env,
                            capture_output=True, text=True, check=True)
-    assert probe.stdout.startswith(str(site)) and not probe.stdout.startswith(str(jobs.REPO))
+    assert probe.stdout.startswith(str(site)) and not probe.stdout.startswith(str(harness.REPO))
     assert f"pages      {sum(expected.values())}" in proc.stdout and (cwd / "out" / "documents").is_dir()
     rows = output.read_pages(str(cwd / "out"), "cap").to_pylist()
     assert len(rows) == sum(expected.values()) * 3 and os.listdir(cwd / "out" / "pages")

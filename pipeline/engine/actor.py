@@ -22,7 +22,7 @@ import io
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.answers import answers
 from pipeline.core import faults
@@ -135,7 +135,9 @@ class EngineActor:
     """Ray Data callable class: request rows in (one per page), engine output rows out."""
 
     def __init__(self, engine_spec: EngineSpec, device: str, system_prompt: str | None,
-                 health_actor: str | None = None):
+                 health_actor: str | None = None, depth_gauge: Callable[[int], None] | None = None):
+        """`depth_gauge(n)` is told every second how many requests are in or waiting for the engine
+        (the job passes its docintel_engine_queue_depth metric)."""
         self.spec = engine_spec
         self.system_prompt = system_prompt
         self.actor_id, self.health = _health(health_actor)
@@ -151,7 +153,7 @@ class EngineActor:
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
-                                   on_failure=self._engine_failed)
+                                   on_failure=self._engine_failed, report_depth=depth_gauge)
             self._warm_up()
             self.loop.first_entered_at = None  # the job's own requests from here on
             faults.engine_started(self.llm)

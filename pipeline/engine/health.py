@@ -134,9 +134,6 @@ class HealthLedger:
                 out[key] = SUSPECT
         return out
 
-    def why_guilty(self, key: str) -> str | None:
-        return self.guilty.get(key)
-
     def answered(self, keys: list[str]) -> None:
         """These pages got through the engine: progress, and cleared suspicion."""
         if keys:

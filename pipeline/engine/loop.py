@@ -90,13 +90,15 @@ class EngineLoop:
     def __init__(self, llm: Any, request_timeout_s: float | None = None, step_timeout_s: float | None = None,
                  core_alive: Callable[[], str | None] | None = None,
                  core_cpu_s: Callable[[], float | None] | None = None,
-                 on_failure: Callable[[str, list[str], list[str]], None] | None = None):
+                 on_failure: Callable[[str, list[str], list[str]], None] | None = None,
+                 report_depth: Callable[[int], None] | None = None):
         self.llm = llm
         self.request_timeout_s = request_timeout_s
         self.step_timeout_s = step_timeout_s
         self._core_alive = core_alive  # None if fine, else why the engine core is gone
         self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
         self._on_failure = on_failure
+        self._report_depth = report_depth  # told queue_depth() every watchdog interval (a metric)
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -190,6 +192,11 @@ class EngineLoop:
             time.sleep(WATCHDOG_INTERVAL_S)
             if self._stopping:
                 return
+            if self._report_depth is not None:
+                try:
+                    self._report_depth(self.queue_depth())
+                except Exception:  # noqa: BLE001 - a metric is a view: it never stops the watchdog
+                    pass
             began = self._step_began
             if began != step:  # a new step (or none): its own samples, from its start
                 step = began

@@ -198,9 +198,8 @@ def score_run(output_path: str, run_id: str, task: str, gold_path: str,
     scores = score_items(items, rows, task, run_id, documents)
     target = f"{output_path.rstrip('/')}/_eval/{run_id}"
     fileio.write_table(f"{target}/scores.parquet", scores)
-    html = report.render_report(scores, f"docintel eval: {task} ({len(items)} questions)",
-                                {"gold": str(gold_path), **(meta or {})})
-    fileio.write_atomic(f"{target}/report.html", html.encode())
+    report.write_report(scores, f"{target}/report.html", f"docintel eval: {task} ({len(items)} questions)",
+                        {"gold": str(gold_path), **(meta or {})})
     return scores, Path(target)
 
 

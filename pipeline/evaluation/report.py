@@ -396,9 +396,9 @@ def render_report(scores: Any, title: str, meta: dict) -> str:
             f"</main></body></html>\n")
 
 
-def write_report(scores: Any, path: str | Path, title: str, meta: dict) -> Path:
-    """Render the report and write it (UTF-8) to `path`, creating its folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(scores, title, meta), encoding="utf-8")
-    return path
+def write_report(scores: Any, path: str | Path, title: str, meta: dict) -> str:
+    """Render the report and write it (UTF-8, whole) to `path`, a local path or a URI; returns it."""
+    from pipeline.store import fileio
+
+    fileio.write_atomic(str(path), render_report(scores, title, meta).encode("utf-8"))
+    return str(path)

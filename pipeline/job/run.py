@@ -121,6 +121,9 @@ def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_i
 
 # ---- the job -----------------------------------------------------------------------------
 
+QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
+
+
 def init_ray(spec: JobSpec) -> None:
     """Join or start Ray for this job (a caller that started it already, like the demo, keeps it)."""
     import ray
@@ -137,7 +140,13 @@ def init_ray(spec: JobSpec) -> None:
     env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = os.environ.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
                                                                    str(spec.ray.parquet_footer_actors))
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
-    # log files, which the summary names; --verbose forwards it to this terminal.
+    # log files, which the summary names; --verbose forwards it to this terminal. Two notices of Ray's
+    # are left out too, as nothing in them is for the user to act on: that the local Ray it starts
+    # guards itself with a token (Ray's default, kept), and that Ray Data's progress bars are off (on
+    # purpose: docintel prints its own progress line; ray.progress_bars turns them on).
+    if not spec.ray.verbose:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     for attempt in (1, 2):
         try:
             ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
@@ -208,7 +217,8 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
     ds = ds.map_batches(
         EngineActor,
         fn_constructor_kwargs={"engine_spec": engine, "device": device, "system_prompt": system_prompt,
-                               "health_actor": health},
+                               "health_actor": health,
+                               "depth_gauge": functools.partial(telemetry.queue_depth, run_id=paths.run_id)},
         batch_size=batch_size,
         batch_format="pyarrow",
         # Several batches in one actor at once, in threads: its EngineLoop interleaves them.
