@@ -1,6 +1,7 @@
 """docintel: batch document intelligence on Ray Data and vLLM.
 
-Stages, one module each, data moving one way:
-    sources (find, read) -> pages (render) -> prompts + tasks (requests) -> engine (vLLM actors)
-    -> answers (parse, validate) -> output (Parquet) ; run.py chains them, cli.py is the entry point.
+The stages, data moving one way, each in its folder:
+    ingest (find, read, render, requests) -> engine (vLLM actors) -> answers (parse, validate,
+    confidence, place) -> store (Parquet, as the job runs) -> commit (per document, then _SUCCESS);
+job/run.py chains them, cli.py is the entry point. core/ is what all share; tasks/ what is asked.
 """

@@ -198,7 +198,7 @@ def _render_failed(bad: list[dict[str, Any]], counts: Counter, limit: int) -> li
 
 def staged_summary(paths: layout.RunPaths) -> dict[str, Any]:
     """What an unfinished run has written so far: files, rows, pages, documents and error kinds of
-    its staged page files (a few columns read), and the files that do not read (a killed writer's)."""
+    its staged page files (a few columns read), and the files that do not read (damaged or foreign copies)."""
     files = fileio.list_files(paths.staging("pages"))
     kinds: Counter = Counter()
     pages, documents, unreadable, rows = set(), set(), [], 0

@@ -5,9 +5,10 @@ inputs.parquet with every listed input's size and modification time). `--resume 
 
 1. refuses a committed run, a run that was never started, and a run whose settings or inputs
    differ from the record, saying what differs (a resume is the same job, or it is not a resume);
-2. makes sure every staged file of the run reads: a file a killed writer left behind (it can only be
-   half there on a local file system) is moved to the run's quarantine, never deleted, and its pages
-   count as not written; a transient storage error is retried and, if it lasts, stops the resume;
+2. makes sure every staged file of the run reads: a file that does not (a damaged or foreign copy;
+   the writer never leaves half a file) is moved to the run's quarantine, never deleted, and its
+   pages count as not written; a transient storage error is retried and, if it lasts, stops the
+   resume;
 3. drops what the last commit attempt derived (not_processed rows, the document table): the commit
    rebuilds them;
 4. works out, inside Ray (perdoc.py), which pages of which documents are written, and hands the job
@@ -76,7 +77,7 @@ def written_files(paths: layout.RunPaths) -> list[str]:
             files.append(path)
         else:
             where = layout.quarantine(path, paths)
-            log.warning("%s cannot be read (%s), left by an interrupted write: moved to %s; its pages are "
+            log.warning("%s cannot be read (%s): a damaged or foreign file, moved to %s; its pages are "
                         "done again", path, problem, where)
     return files
 

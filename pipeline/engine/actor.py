@@ -164,7 +164,8 @@ class EngineActor:
         self.ready = True
         self.health.call("engine_ready", self.actor_id, self.core_pids, os.getpid(), time.monotonic() - started,
                          time.time())
-        # print, not log: Ray forwards actor stdout to the driver; bench/ reads this line.
+        # For the actor's own log (the session's worker-*.out; the terminal with --verbose). The driver
+        # prints the health ledger's "engine ready" event, which bench/bench_gpu.py reads.
         print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, engine core "
               f"{self.core_pids}, at {time.time():.3f})", flush=True)
 

@@ -1,8 +1,11 @@
 """The batch job: the stages chained into one Ray Data graph, data moving one way.
 
     discover (driver) ─► read ─► split (pages) ─► requests ─► EngineActor ─► answers + write
-      sources.py         sources  pages/render_guard  prompts    engine        answers, writer
+    ingest/sources    sources  pages, render_guard  request   engine/actor  answers/, store/writer
     commit (driver, work in Ray): lost work, document table, manifest ─► move into place ─► _SUCCESS
+
+How the listing is cut into tasks, so that every CPU renders and pages reach the engine as they
+are rendered: feeding.py.
 
 Each adapter below only unpacks a Ray batch, calls the pure function of its stage module and packs
 the result with its declared shape (pipeline/core/rows.py). Config crosses into Ray one way: as the

@@ -9,7 +9,7 @@
                           one PUT), named by the pages they hold
         staging/lost/     not_processed rows for work that never came back (written by the commit)
         staging/documents/ the document table (written by the commit)
-        quarantine/       staged files that cannot be read (a killed writer's): moved aside, kept
+        quarantine/       staged files that do not read (damaged or foreign copies): moved aside, kept
         manifest/         one row per document (--incremental reads it)
         _SUCCESS          JSON with the run's counts and committed_at, written last, whole
 
