@@ -108,7 +108,8 @@ def ray_cluster():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=4", "--num-gpus=0",
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=harness.env(RAY_AUTH_MODE="disabled"), timeout=180)
+                   check=True, capture_output=True, env=harness.env(RAY_AUTH_MODE="disabled", **harness.S3_CREDENTIALS),
+                   timeout=180)
     yield f"127.0.0.1:{gcs}"
     harness.stop_ray_cluster(gcs)
 
@@ -133,7 +134,7 @@ def two_nodes():
                     "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                     f"--metrics-export-port={metrics}", "--disable-usage-stats", f"--temp-dir={temp}"],
                    check=True, capture_output=True, env=env, timeout=180)
-    subprocess.run(["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=1", "--num-gpus=0",
+    subprocess.run(["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", "--num-gpus=0",
                     f"--metrics-export-port={metrics2}", "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=180)
     yield (f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}",

@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
 # Ray 2.60's `ray start` asks clients for a token; the clusters the tests start and their clients share this one.
 AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "docintel-test-token-0123456789abcdef"}
+# The S3 tests' credentials (for the moto server they start): the session's Ray has them in its
+# workers' environment, where the job's workers take credentials from (never from the job).
+S3_KEY_ID, S3_SECRET = "AKIATESTKEYID000", "s3cr3t-never-in-output-0123456789"
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": S3_KEY_ID, "AWS_SECRET_ACCESS_KEY": S3_SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
 # The engine core in the actor's process starts in half the time on a CPU (one import of torch and
 # vLLM, not three). The tests that stop or kill the engine core run it apart, as the product does.
 FAST = ["--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.max_model_len=4096",
@@ -34,7 +38,7 @@ def env(**extra: str) -> dict[str, str]:
     # with `ray start` (which ray.init() would otherwise find and join).
     # No usage-stats actor polling in every test's Ray (nothing may reach the network anyway).
     # tests/ on the path: the engine double (tests/engine_double.py) is imported in Ray's workers.
-    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (extra.pop("PYTHONPATH", None), str(TESTS), os.environ.get("PYTHONPATH")) if p)
     return dict(os.environ, PYTHONUNBUFFERED="1", RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0",
                 PYTHONPATH=path, **extra)
 

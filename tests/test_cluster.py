@@ -1,7 +1,8 @@
 """On a real two-node local Ray cluster (conftest.two_nodes): local paths are refused unless declared
 shared, the run's counters reach the metrics endpoint while it runs, and both nodes render pages.
 Both nodes see the same disk here, so the first test checks the decision. The engine is the double
-(slowed, so that the run lasts while its counters are read): the subject is the cluster."""
+(slowed, and the renderer too, so that the run lasts while its counters are read and its rendering
+needs both nodes): the subject is the cluster."""
 import os
 import re
 import time
@@ -28,7 +29,8 @@ def test_a_run_on_the_cluster_renders_on_both_nodes_and_exports_its_counters(two
     proc = harness.start("run", "--address", address, "--input", str(folder), "--output", str(out), "--model", demo_model,
                       "--question", "What is the total?", "--run-id", "c2", *harness.FAST,
                       "--set", "storage.shared_filesystem=true", "--set", "engine.batch_size=1",
-                      "--set", "output.pages_per_file=1", log=log, **harness.AUTH, **harness.double(step_s=2.0))
+                      "--set", "output.pages_per_file=1", log=log, **harness.AUTH,
+                      **harness.double(step_s=1.0, render_delay_s=1.0))  # renders long enough to need both nodes
     seen = ""
     deadline = time.monotonic() + 900
     while proc.poll() is None and time.monotonic() < deadline:

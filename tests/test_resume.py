@@ -44,7 +44,7 @@ def _kill_after_files(args, log, out, run_id, files):
 
 
 @pytest.mark.faults
-def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_path, demo_model):
+def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_path, demo_model, ray_cluster):
     folder, out = tmp_path / "docs", tmp_path / "out"
     expected = _docs(folder)
     paths = layout.RunPaths(str(out), "nightly")
@@ -69,7 +69,9 @@ def test_killed_mid_run_mid_resume_and_mid_commit_then_resumed_exactly_once(tmp_
         f.truncate(100)
     # ... and a writer of a killed attempt that lived on for a moment (on a cluster) wrote a page twice
     shutil.copy(staged[1], staged[1].replace("part-", "part-zz-"))
-    done = harness.run(*_args(folder, out, demo_model, "--resume", "nightly"), **harness.double())
+    # the last resume, which nothing kills, joins the session's Ray
+    done = harness.run(*_args(folder, out, demo_model, "--resume", "nightly", "--address", ray_cluster),
+                       **harness.double())
     assert done.returncode == 0, done.stderr[-3000:]
     rows = harness.assert_exactly_once(out, "nightly", expected, Q)
     assert all(r["valid"] for r in rows)

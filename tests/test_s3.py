@@ -17,8 +17,7 @@ from docgen import make_corpus
 from faultproxy import FaultProxy
 
 pytestmark = pytest.mark.faults  # storage broken on the wire
-SECRET = "s3cr3t-never-in-output-0123456789"
-KEY_ID = "AKIATESTKEYID000"
+KEY_ID, SECRET = harness.S3_KEY_ID, harness.S3_SECRET
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +39,12 @@ def bucket(s3_server, tmp_path_factory):
     return s3, expected
 
 
-def _run(endpoint, model, out, *args, timeout=900, inputs="s3://docs/incoming/", **extra_env):
-    return harness.run("run", "--input", inputs, "--output", out, "--model", model,
-                    "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *harness.FAST,
-                    *args, timeout=timeout, AWS_ACCESS_KEY_ID=KEY_ID, AWS_SECRET_ACCESS_KEY=SECRET,
-                    AWS_DEFAULT_REGION="us-east-1", DOCINTEL_S3_REQUEST_TIMEOUT_S="3", **harness.double(), **extra_env)
+def _run(endpoint, model, out, *args, address, timeout=900, inputs="s3://docs/incoming/"):
+    """A run on the session's Ray (its workers have the test credentials, as a cluster's nodes would)."""
+    return harness.run("run", "--input", inputs, "--output", out, "--model", model, "--address", address,
+                       "--question", "What is the total?", "--set", f"storage.endpoint_url={endpoint}", *harness.FAST,
+                       *args, timeout=timeout, **harness.S3_CREDENTIALS, DOCINTEL_S3_REQUEST_TIMEOUT_S="3",
+                       **harness.double())
 
 
 def _check(s3, expected, s3_server, prefix, run_id):
@@ -92,11 +92,12 @@ ONCE = [
 ]
 
 
-def test_every_request_type_fails_once_in_every_phase_and_the_run_commits_once(s3_server, bucket, demo_model):
+def test_every_request_type_fails_once_in_every_phase_and_the_run_commits_once(s3_server, bucket, demo_model,
+                                                                            ray_cluster):
     s3, expected = bucket
     with FaultProxy(s3_server) as proxy:
         rules = [(proxy.add_rule(**rule), what) for rule, what in ONCE]
-        proc = _run(proxy.url, demo_model, "s3://docs/out", "--run-id", "s3run")
+        proc = _run(proxy.url, demo_model, "s3://docs/out", "--run-id", "s3run", address=ray_cluster)
         assert proc.returncode == 0, proc.stderr[-4000:]
         assert SECRET not in proc.stdout + proc.stderr
         log = proxy.requests()
@@ -106,14 +107,15 @@ def test_every_request_type_fails_once_in_every_phase_and_the_run_commits_once(s
     _check(s3, expected, s3_server, "out", "s3run")
 
 
-def test_a_fault_that_never_clears_ends_with_exit_5_and_resume_commits_once(s3_server, bucket, demo_model):
+def test_a_fault_that_never_clears_ends_with_exit_5_and_resume_commits_once(s3_server, bucket, demo_model,
+                                                                          ray_cluster):
     """The commit's moves keep failing (every COPY into the table answers 503): exit code 5, the
     message names the object, every staged file kept; the resume (with a transient fault in each
     of its own requests) commits the run exactly once."""
     s3, expected = bucket
     with FaultProxy(s3_server) as proxy:
         proxy.add_rule("status", kind="COPY", path=r"/docs/out3/pages/never/", first=1, last=None)
-        failed = _run(proxy.url, demo_model, "s3://docs/out3", "--run-id", "never")
+        failed = _run(proxy.url, demo_model, "s3://docs/out3", "--run-id", "never", address=ray_cluster)
     assert failed.returncode == 5, failed.stderr[-4000:]
     assert "storage failed" in failed.stderr and "out3/pages/never/part-" in failed.stderr
     assert "--resume never" in failed.stderr and "Traceback" not in failed.stderr
@@ -126,7 +128,7 @@ def test_a_fault_that_never_clears_ends_with_exit_5_and_resume_commits_once(s3_s
                            ("HEAD", r"/runs/never/staging/pages/part-"), ("DELETE", r"/runs/never/manifest/"),
                            ("COPY", r"/docs/out3/pages/never/")):
             proxy.add_rule("status", kind=kind, path=path)
-        resumed = _run(proxy.url, demo_model, "s3://docs/out3", "--resume", "never")
+        resumed = _run(proxy.url, demo_model, "s3://docs/out3", "--resume", "never", address=ray_cluster)
         injected = [r for r in proxy.requests() if r.outcome == 503]
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     assert len(injected) >= 5, injected
@@ -134,7 +136,7 @@ def test_a_fault_that_never_clears_ends_with_exit_5_and_resume_commits_once(s3_s
 
 
 def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_it(s3_server, bucket, demo_model,
-                                                                                 tmp_path):
+                                                                                 tmp_path, ray_cluster):
     """Then the resume: it stores a data file per answered page as it goes (pages_per_file=1; the
     proxy's request log shows them), so a driver that dies mid-run leaves answered work to resume
     from. (Whether the first one lands before the last document is read depends on how long the
@@ -148,13 +150,17 @@ def test_writes_that_keep_failing_leave_the_run_uncommitted_and_resume_commits_i
         s3.upload_file(str(path), "docs", f"stream/d{i:02d}.pdf")
     args = ["--set", "engine.batch_size=1", "--set", "output.pages_per_file=1"]
     with FaultProxy(s3_server) as proxy:
-        proxy.add_rule("status", method="PUT", path=r"/docs/out2/_docintel/runs/w/staging/pages/", first=1, last=None)
-        failed = _run(proxy.url, demo_model, "s3://docs/out2", "--run-id", "w", *args, inputs="s3://docs/stream/")
+        # 500 InternalError: transient, not throttling (a 503 would back off from 1 s, 4 times per file)
+        proxy.add_rule("status", status=500, method="PUT", path=r"/docs/out2/_docintel/runs/w/staging/pages/", first=1,
+                       last=None)
+        failed = _run(proxy.url, demo_model, "s3://docs/out2", "--run-id", "w", *args, inputs="s3://docs/stream/",
+                      address=ray_cluster)
     assert failed.returncode == 5, failed.stderr[-4000:]
     assert "not committed" in failed.stderr and "--resume w" in failed.stderr
     assert "Contents" not in s3.list_objects_v2(Bucket="docs", Prefix="out2/pages/")
     with FaultProxy(s3_server) as proxy:
-        resumed = _run(proxy.url, demo_model, "s3://docs/out2", "--resume", "w", *args, inputs="s3://docs/stream/")
+        resumed = _run(proxy.url, demo_model, "s3://docs/out2", "--resume", "w", *args, inputs="s3://docs/stream/",
+                       address=ray_cluster)
         log = proxy.requests()
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     rows = pq.read_table("docs/out2/pages", filesystem=pafs.S3FileSystem(
