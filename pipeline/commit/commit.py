@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 
 from pipeline.commit import accounting, manifest, rollup
 from pipeline.core import faults
-from pipeline.store import fileio, layout, writer
+from pipeline.store import fileio, layout, retrying, writer
 from pipeline.commit.identity import document_key
 from pipeline.commit.resume import drop_derived, written_files
 from pipeline.core.rows import DOCUMENT_TABLE, MANIFEST, PAGE_TABLE, Column, Shape
@@ -133,7 +133,7 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
     # lost here would silently take documents out of the manifest and the counts.
     data_ctx = ray.data.DataContext.get_current()
     data_ctx.max_errored_blocks = 0
-    data_ctx.retried_io_errors = []  # one retry policy: Ray's filesystem calls go through storage.retrying
+    retrying.one_policy(data_ctx)
     paths = ctx.paths
     files = written_files(paths)  # 1.
     drop_derived(paths)

@@ -34,11 +34,18 @@ import json
 import os
 import signal
 import threading
+import time
+from functools import lru_cache
 from typing import Any
 
 
 def _config() -> dict[str, Any]:
-    raw = os.environ.get("DOCINTEL_FAULTS")
+    return _parsed(os.environ.get("DOCINTEL_FAULTS") or "")
+
+
+@lru_cache(maxsize=8)
+def _parsed(raw: str) -> dict[str, Any]:
+    """Parsed once per value: the split stage asks for every page it renders."""
     return json.loads(raw) if raw else {}
 
 
@@ -103,8 +110,6 @@ def engine_started(llm: Any) -> None:
 def page_rendered() -> None:
     delay = _config().get("render_delay_s")
     if delay:
-        import time
-
         time.sleep(float(delay))
 
 
@@ -112,6 +117,4 @@ def pause(point: str) -> None:
     config = _config()
     if config.get("pause_at") == point:
         print(f"docintel fault injection: paused at {point}", flush=True)
-        import time
-
         time.sleep(float(config.get("pause_s", 120)))

@@ -248,7 +248,7 @@ class EngineActor:
         messages = [prompts.build_messages(row["image_url"], p["instruction"], self.system_prompt)
                     for row, p, _ in items]
         params = [self.params(self.spec, json.loads(p["schema_json"]),
-                                  p["retry_max_tokens"] if retry else p["max_tokens"]) for _, p, _ in items]
+                              p["retry_max_tokens"] if retry else p["max_tokens"]) for _, p, _ in items]
         faults.before_submit([r for r, _, _ in items], self.core_pids)
         results, latencies = self.loop.submit(messages, params, [page_key(r) for r, _, _ in items], exclusive)
         for (_, _, out), result, latency in zip(items, results, latencies):

@@ -28,7 +28,7 @@ from pipeline.commit import commit, resume
 from pipeline.core import faults
 from pipeline.ingest import render_guard, request, sources
 from pipeline.job import feeding, preflight, telemetry
-from pipeline.store import fileio, layout, storage, writer
+from pipeline.store import fileio, layout, retrying, storage, writer
 from pipeline.tasks import prompts
 from pipeline.core.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.engine.model import model_label
@@ -360,7 +360,7 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
         ctx.shuffle_strategy = spec.ray.shuffle_strategy
-        ctx.retried_io_errors = []  # one retry policy: Ray's filesystem calls go through storage.retrying
+        retrying.one_policy(ctx)
         # An engine actor that dies while starting is replaced, without a limit of Ray Data's own: the
         # health ledger bounds start-up (ray.engine_start_attempts) and ends the job with a clear error.
         ctx.max_consecutive_actor_init_deaths = -1

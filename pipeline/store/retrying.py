@@ -17,6 +17,12 @@ import pyarrow.fs as pafs
 from pipeline.store.storage import move, retry_transient
 
 
+def one_policy(data_context) -> None:
+    """Ray Data's own retries off (DataContext.retried_io_errors): its filesystem calls go through
+    `retrying` filesystems, so retry_transient is the one policy (no retries of retries)."""
+    data_context.retried_io_errors = []
+
+
 def retrying(fs):
     """`fs` with every call retried by retry_transient (a local filesystem is returned as it is:
     its errors are not transient). Reads fetch the whole object (retried as one request), writes
