@@ -210,3 +210,80 @@ def test_the_engine_steps_while_a_large_submission_is_still_being_added():
     assert len(results) == n and all(isinstance(r, Output) for r in results)
     assert engine.most_in_flight < n  # answers came back before the last request was added
     loop.stop()
+
+
+class RenderingEngine(FakeEngine):
+    """vllm.LLM's two halves of enqueue_chat: `_preprocess_chat_one` renders a conversation (the page
+    image's decoding and resizing), `_add_request` adds it. `render` is called with each conversation
+    in the rendering thread."""
+
+    def __init__(self, render):
+        super().__init__(steps_per_request=1)
+        self.render = render
+        self.render_threads: set[str] = set()
+
+    def enqueue_chat(self, messages, params, use_tqdm=False):
+        raise AssertionError("the loop renders in the callers' threads, never through enqueue_chat")
+
+    def _preprocess_chat_one(self, conversation):
+        self.render_threads.add(threading.current_thread().name)
+        self.render(conversation)
+        return conversation
+
+    def _add_request(self, prompt, params):
+        return super().enqueue_chat([prompt], [params])[0]
+
+
+def test_requests_are_rendered_in_the_callers_threads_while_the_engine_steps():
+    """The engine answers request k-1 while request k is still being rendered: rendering request k
+    waits for that answer, so rendering on the engine thread (as vLLM's enqueue_chat would) could
+    never finish."""
+    answered = [threading.Event() for _ in range(6)]
+
+    def render(conversation):
+        k = conversation[0]["k"]
+        if k and not answered[k - 1].wait(timeout=20):
+            raise TimeoutError(f"request {k - 1} was not answered while request {k} was being rendered")
+
+    class Engine(RenderingEngine):
+        def step(self):
+            done = super().step()
+            for output in done:
+                answered[int(output.request_id) - 1].set()
+            return done
+
+    engine = Engine(render)
+    loop = EngineLoop(engine)
+    results, _ = loop.submit([[{"k": k}] for k in range(6)], [None] * 6)
+    loop.stop()
+    assert all(isinstance(r, Output) for r in results), results
+    assert engine.render_threads == {threading.current_thread().name}
+
+
+def test_two_batches_render_at_the_same_time_and_a_page_that_cannot_be_rendered_fails_alone():
+    """The actor's batch threads render in parallel (each render waits for the other batch's render
+    to be under way at the same time), and a render error is that request's answer only."""
+    both = threading.Barrier(2, timeout=20)
+
+    def render(conversation):
+        if conversation[0].get("broken"):
+            raise ValueError("cannot identify image file")
+        both.wait()
+
+    engine = RenderingEngine(render)
+    loop = EngineLoop(engine)
+    out = {}
+
+    def batch(name, conversations):
+        out[name] = loop.submit(conversations, [None] * len(conversations))[0]
+
+    batches = {"a": [[{}], [{}]], "b": [[{}], [{"broken": True}], [{}]]}  # two renders each meet
+    threads = [threading.Thread(target=batch, args=item, name=item[0]) for item in batches.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    loop.stop()
+    assert all(isinstance(r, Output) for r in out["a"]), out["a"]
+    assert isinstance(out["b"][1], ValueError) and isinstance(out["b"][0], Output) and isinstance(out["b"][2], Output)
+    assert engine.render_threads == {"a", "b"}

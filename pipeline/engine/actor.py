@@ -50,6 +50,10 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
         gpu_memory_utilization=spec.gpu_memory_utilization,
         tensor_parallel_size=spec.tensor_parallel_size,
         limit_mm_per_prompt={"image": 1},
+        # Requests are rendered in the batch threads and added out of order (pipeline/engine/loop.py);
+        # this cache must see them in order (it mirrors the engine core's cache). A page is rarely
+        # sent twice, so it saves nothing anyway.
+        mm_processor_cache_gb=0,
         enable_prefix_caching=True,
         enforce_eager=spec.enforce_eager,
         seed=spec.seed,

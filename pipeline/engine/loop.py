@@ -6,10 +6,21 @@ and the next batch cannot start before it. Measured on an H100 (bench/RESULTS.md
 cost more than the 5 % a pipeline may lose against raw vLLM.
 
 Here one thread owns the engine: it adds the requests of every batch submitted from any caller
-thread as soon as they arrive (`LLM.enqueue_chat`, which renders the chat messages exactly as
-`LLM.chat` does), steps the engine (`LLMEngine.step`, the loop `LLM.chat` itself runs) and hands
-each finished output back to the batch that asked for it. The Ray actor runs several batches at
-once, so while one batch decodes its tail the next one is already prefilling.
+thread as soon as they are ready, steps the engine (`LLMEngine.step`, the loop `LLM.chat` itself
+runs) and hands each finished output back to the batch that asked for it. The Ray actor runs several
+batches at once, so while one batch decodes its tail the next one is already prefilling.
+
+Preprocessing runs in the callers' threads, not in the engine's. Rendering a request (the chat
+template, and decoding, resizing and normalising its page image: about 40-55 ms a 1024 px page on one
+core) is what `LLM.chat` does before it adds a request. Done on the engine thread it capped the job
+at about 20 requests a second, and the H200 sat at 30-50 % for seconds whenever 64 new requests
+came in at once (bench/RESULTS.md). So a caller renders its own requests one by one, with vLLM's
+own renderer (`LLM._preprocess_chat_one`, the first half of `LLM.enqueue_chat`), while the engine
+thread only adds rendered requests (`LLM._add_request`, its second half: about 1 ms each). The
+image decoding and resizing release the GIL, so the actor's batch threads render in parallel.
+Out-of-order adds are why vLLM's multi-modal processor cache is off (engine_args): that cache
+mirrors the engine core's by the order items are sent. An engine without those two methods (a
+test's engine double) is driven through `enqueue_chat` on the engine thread, as before.
 
 Faults. A request that runs past `request_timeout_s` is aborted and answered with TimeoutError: one
 runaway generation cannot hold a batch. Anything else that goes wrong with the engine is the engine's
@@ -38,7 +49,7 @@ from typing import Any, Callable
 
 WATCHDOG_INTERVAL_S = 1.0
 STEP_HARD_LIMIT = 5  # x step_timeout_s: a step this long fails even while the core is busy
-ADD_BUDGET_S = 0.25  # longest the loop spends adding requests (image preprocessing) between two steps
+ADD_BUDGET_S = 0.25  # longest the loop spends adding requests between two steps
 STALLED_CPU_S = 0.05  # the core used less CPU than this over step_timeout_s: it is not computing
 
 
@@ -48,28 +59,36 @@ class EngineStopped(RuntimeError):
 
 @dataclass
 class _Job:
-    """One caller's requests; results[i] becomes a RequestOutput or an Exception."""
+    """One caller's requests; results[i] becomes a RequestOutput or an Exception. The caller renders
+    its requests (`prepared`), the engine thread adds those in `ready`."""
 
     messages: list[list[dict]]
     params: list[Any]
     keys: list[str]  # the page each request belongs to (reported when the engine fails)
     exclusive: bool = False
     results: list[Any] = field(default_factory=list)
+    prepared: list[Any] = field(default_factory=list)
+    ready: collections.deque = field(default_factory=collections.deque)  # rendered, not yet added
+    unrendered: int = 0
     started: list[float] = field(default_factory=list)  # when each request entered the engine
     latency_s: list[float | None] = field(default_factory=list)
     left: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # answers come from two threads
 
     def __post_init__(self) -> None:
-        self.results = [None] * len(self.messages)
-        self.started = [0.0] * len(self.messages)
-        self.latency_s = [None] * len(self.messages)
-        self.left = len(self.messages)
+        n = len(self.messages)
+        self.results, self.prepared = [None] * n, [None] * n
+        self.started = [0.0] * n
+        self.latency_s = [None] * n
+        self.left = self.unrendered = n
         if not self.left:
             self.done.set()
 
     def answer(self, index: int, result: Any) -> None:
-        if self.results[index] is None:
+        with self.lock:
+            if self.results[index] is not None:
+                return
             self.results[index] = result
             if self.started[index]:
                 self.latency_s[index] = round(time.monotonic() - self.started[index], 4)
@@ -107,7 +126,7 @@ class EngineLoop:
         # external request id -> (job, index in job, internal id, deadline)
         self._pending: dict[str, tuple[_Job, int, str, float]] = {}
         self._step_began: float | None = None
-        self._to_add: collections.deque[tuple[_Job, int]] = collections.deque()  # taken, not yet in the engine
+        self._prepare, self._add = _two_phases(llm)
         self._stopping = False
         self.first_entered_at: float | None = None  # when a request first entered the engine (epoch s)
         self._thread = threading.Thread(target=self._run, name="docintel-engine-loop", daemon=True)
@@ -121,13 +140,28 @@ class EngineLoop:
                exclusive: bool = False) -> tuple[list[Any], list[float | None]]:
         """(outputs in order: RequestOutput, or the request's own exception: rejected, timed out;
         seconds each spent in the engine). Raises EngineStopped when the engine failed: then
-        nothing of this job is an answer."""
+        nothing of this job is an answer. The requests are rendered here, in the caller's thread,
+        and each enters the engine as soon as it is rendered."""
         job = _Job(messages, params, keys or [""] * len(messages), exclusive)
         with self._wake:
             if self.failure is not None:
                 raise EngineStopped(self.failure)
             self._waiting.append(job)
-            self._wake.notify_all()
+        for i, conversation in enumerate(messages):
+            if self.failure is not None:
+                break
+            try:
+                prepared, error = self._prepare(conversation), None
+            except Exception as exc:  # noqa: BLE001 - a page that cannot be rendered fails alone
+                prepared, error = None, exc
+            with self._wake:
+                job.unrendered -= 1
+                if error is None:
+                    job.prepared[i] = prepared
+                    job.ready.append(i)
+                self._wake.notify_all()
+            if error is not None:
+                self._answer(job, i, error)
         while not job.done.wait(timeout=1.0):
             if self.failure is not None:
                 raise EngineStopped(self.failure)
@@ -137,7 +171,8 @@ class EngineLoop:
 
     def queue_depth(self) -> int:
         with self._lock:
-            return len(self._pending) + len(self._to_add) + sum(len(j.messages) for j in self._waiting)
+            jobs = self._active + list(self._waiting)
+            return len(self._pending) + sum(len(j.ready) + j.unrendered for j in jobs)
 
     def stop(self) -> None:
         with self._wake:
@@ -158,7 +193,6 @@ class EngineLoop:
             exclusive = [k for job in self._active if job.exclusive for k in job.keys]
             jobs = self._active + list(self._waiting)
             self._active, self._pending = [], {}
-            self._to_add.clear()
             self._waiting.clear()
             self._wake.notify_all()
         if report and self._on_failure is not None:
@@ -214,43 +248,42 @@ class EngineLoop:
 
     # ---- the engine thread ----------------------------------------------------------------
 
-    def _next_jobs(self, busy: bool) -> list[_Job]:
-        """Jobs to add now (FIFO): normal jobs at once; an exclusive job only into an idle engine,
-        and nothing while it runs. Blocks only while the engine has nothing to do."""
-        with self._wake:
-            while True:
-                if self._stopping or self.failure is not None:
-                    return []
-                if any(j.exclusive for j in self._active):
-                    if busy:
-                        return []
-                    self._wake.wait(timeout=0.5)
-                    continue
-                taken: list[_Job] = []
-                while self._waiting:
-                    head = self._waiting[0]
-                    if head.exclusive:
-                        if not self._active and not taken:
-                            taken.append(self._waiting.popleft())
-                        break
-                    taken.append(self._waiting.popleft())
-                if taken or busy:
-                    self._active.extend(taken)
-                    return taken
-                self._wake.wait(timeout=0.5)
+    def _take_jobs(self) -> None:
+        """Move waiting jobs into the engine's care (FIFO): normal jobs at once; an exclusive job only
+        into an idle engine, and nothing while it runs. Call with the lock held."""
+        if any(j.exclusive for j in self._active):
+            return
+        while self._waiting:
+            head = self._waiting[0]
+            if head.exclusive and (self._active or self._pending):
+                return
+            self._active.append(self._waiting.popleft())
+            if head.exclusive:
+                return
 
-    def _add_some(self) -> None:
-        """Add taken requests to the engine for up to ADD_BUDGET_S (at least one), then return, so
-        that a few hundred requests waiting to be preprocessed do not keep the engine from stepping
-        on the ones it already has."""
+    def _has_work(self) -> bool:
+        """Anything for the engine thread to do now. Call with the lock held."""
+        if self._stopping or self.failure is not None or self._pending:
+            return True
+        self._take_jobs()
+        return any(job.ready for job in self._active)
+
+    def _add_ready(self) -> None:
+        """Add rendered requests to the engine for up to ADD_BUDGET_S (at least one), then return,
+        so that a burst of new requests does not keep the engine from stepping on the ones it has."""
         began = time.monotonic()
-        while self._to_add and (time.monotonic() - began < ADD_BUDGET_S or not self._pending):
-            job, i = self._to_add.popleft()
+        while time.monotonic() - began < ADD_BUDGET_S or not self._pending:
+            with self._lock:
+                self._take_jobs()
+                job = next((j for j in self._active if j.ready), None)
+                if job is None:
+                    return
+                i = job.ready.popleft()
+                prepared, job.prepared[i] = job.prepared[i], None
             deadline = time.monotonic() + self.request_timeout_s if self.request_timeout_s else float("inf")
             try:
-                # One request per call: a request that cannot be rendered (bad image, too long)
-                # fails alone instead of aborting its whole batch.
-                [request_id] = self.llm.enqueue_chat([job.messages[i]], [job.params[i]], use_tqdm=False)
+                # One request per call: a request the engine rejects (too long) fails alone.
+                request_id = self._add(prepared, job.params[i])
             except Exception as exc:  # noqa: BLE001 - answered to the caller, row by row
                 self._answer(job, i, exc)
                 continue
@@ -263,9 +296,11 @@ class EngineLoop:
     def _answer(self, job: _Job, index: int, result: Any) -> None:
         job.answer(index, result)
         if job.left == 0:
-            with self._lock:
+            with self._wake:
                 if job in self._active:
                     self._active.remove(job)
+                elif job in self._waiting:
+                    self._waiting.remove(job)
                 self._wake.notify_all()
 
     def _expire(self) -> None:
@@ -285,10 +320,7 @@ class EngineLoop:
         engine = self.llm.llm_engine
         try:
             while not self._stopping and self.failure is None:
-                busy = bool(self._pending or self._to_add) or engine.has_unfinished_requests()
-                for job in self._next_jobs(busy):
-                    self._to_add.extend((job, i) for i in range(len(job.messages)))
-                self._add_some()
+                self._add_ready()
                 if self._stopping or self.failure is not None:
                     break
                 if engine.has_unfinished_requests():
@@ -303,9 +335,27 @@ class EngineLoop:
                                 self._answer(entry[0], entry[1], output)
                 elif self._pending:  # the engine lost requests it was given: that is an engine fault
                     raise RuntimeError(f"the engine finished without answering {len(self._pending)} request(s)")
+                else:
+                    with self._wake:  # idle: sleep until a caller has a rendered request (or stop)
+                        if not self._has_work():
+                            self._wake.wait(timeout=0.5)
                 self._expire()
         except BaseException as exc:  # noqa: BLE001 - EngineDeadError, or anything else: the engine's fault
             self._step_began = None
             self._fail(f"{type(exc).__name__}: {exc}"[:2000])
         if self._stopping:
             self._fail("engine loop stopped", report=False)
+
+
+def _two_phases(llm: Any) -> tuple[Callable[[list[dict]], Any], Callable[[Any, Any], str]]:
+    """(render one conversation, add one rendered request and return its id) for this engine.
+
+    vLLM's LLM has no public API that splits the two; `enqueue_chat` runs `_preprocess_chat_one`
+    and then `_add_request` for each conversation (the same in vLLM 0.26 and 0.32). An engine
+    without them is driven through `enqueue_chat`, rendering on the engine thread."""
+    render = getattr(llm, "_preprocess_chat_one", None)
+    add = getattr(llm, "_add_request", None)
+    if callable(render) and callable(add):
+        return render, lambda prepared, params: add(prepared, params)
+    return (lambda conversation: conversation,
+            lambda conversation, params: llm.enqueue_chat([conversation], [params], use_tqdm=False)[0])
