@@ -74,9 +74,9 @@ def test_an_exception_from_step_is_the_engines_failure_reported_with_the_pages_i
         loop.submit([[{}]], [None])
 
 
-def _raises(loop, messages, keys):
+def _raises(loop, messages, keys, exclusive=False):
     try:
-        return loop.submit(messages, [None] * len(messages), keys)
+        return loop.submit(messages, [None] * len(messages), keys, exclusive)
     except EngineStopped as exc:
         return exc
 
@@ -125,6 +125,34 @@ def test_an_exclusive_job_runs_alone_and_the_others_wait_for_it():
     assert during and engine.counter == 8
     # the suspect (request 5) entered an empty engine and nothing joined it until it was done
     assert engine.most_in_flight == 4
+
+
+def test_the_enter_hook_fires_as_a_request_enters_and_a_waiting_suspect_enters_only_an_empty_engine():
+    """The poison fault (kill_core_when) fires through this hook: a suspect that waits for its turn
+    alone must not enter, and so must not break the engine, while another suspect runs alone.
+    Firing it where a batch is submitted convicted a healthy page that happened to run alone then."""
+    engine, (seen, on_failure) = FakeEngine(steps_per_request=40), _failures()
+    entered = []
+
+    def on_enter(key):
+        entered.append((key, len(engine.unfinished)))
+        if key.startswith("poison"):
+            engine.fail.set()  # the page breaks the engine when it is in it
+    loop = EngineLoop(engine, on_failure=on_failure, on_enter=on_enter)
+    results = {}
+    healthy = threading.Thread(target=lambda: results.setdefault("healthy", _raises(loop, [[{}]], ["healthy#0"],
+                                                                                  exclusive=True)))
+    healthy.start()
+    while engine.counter < 1:
+        time.sleep(0.001)
+    poison = threading.Thread(target=lambda: results.setdefault("poison", _raises(loop, [[{}]], ["poison#0"],
+                                                                                exclusive=True)))
+    poison.start()
+    healthy.join(timeout=10)
+    poison.join(timeout=10)
+    assert entered == [("healthy#0", 1), ("poison#0", 1)]  # each alone in the engine when it entered
+    assert isinstance(results["healthy"], tuple) and isinstance(results["poison"], EngineStopped)
+    assert seen == [("RuntimeError: a transient CUDA error", ["poison#0"], ["poison#0"])]
 
 
 def test_the_queue_depth_is_reported_while_requests_wait_and_run(monkeypatch):

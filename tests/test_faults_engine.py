@@ -88,7 +88,9 @@ def test_a_page_that_kills_the_engine_is_found_and_costs_only_itself(tmp_path, d
     rows = harness.assert_exactly_once(out, "p", dict(expected, **{"poison.png": 1}), Q)
     (poison,) = [r for r in rows if r["source_uri"].endswith("poison.png")]
     assert poison["error_kind"] == "engine_crash" and "alone" in poison["error"]
-    assert all(r["valid"] for r in rows if r is not poison)  # healthy pages never pay for it
+    # healthy pages never pay for it
+    assert all(r["valid"] for r in rows if r is not poison), [(r["source_uri"], r["error_kind"], r["error"])
+                                                              for r in rows if r is not poison and not r["valid"]]
 
 
 @pytest.mark.engine

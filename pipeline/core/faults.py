@@ -5,8 +5,11 @@ real engine-core process by its pid, kill Ray workers, or break storage requests
 cannot be made from outside, so the engine actor calls these hooks, which do nothing by default:
 
   DOCINTEL_FAULTS='{"kill_core_when": "poison.pdf"}'
-      whenever a request for a page whose source_uri contains the text enters the engine, the
-      engine-core process is SIGKILLed a moment later: a request that kills the engine, every time;
+      whenever a request for a page whose source_uri contains the text enters the engine (the
+      engine loop has added it), the engine-core process is SIGKILLed there and then: a request
+      that kills the engine, every time. It fires where the request enters, not where a batch is
+      submitted: a batch waiting for its turn alone in the engine must not kill the engine while
+      another page runs alone in it;
   DOCINTEL_FAULTS='{"step_error_once": "/tmp/marker"}'
       the first engine step of the job (the marker file makes it once per job, across actor
       restarts) raises RuntimeError: a transient error inside the loop.
@@ -33,10 +36,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 
 def _config() -> dict[str, Any]:
@@ -49,22 +51,23 @@ def _parsed(raw: str) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def _kill_later(pids: list[int], delay_s: float = 0.3) -> None:
-    def kill() -> None:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-    threading.Timer(delay_s, kill).start()
-
-
-def before_submit(rows: list[dict[str, Any]], core_pids: list[int]) -> None:
+def on_entering_engine(core_pids: list[int]) -> Callable[[str], None] | None:
+    """The engine loop's hook for each request it adds (told the request's page key, which holds
+    its source_uri), or None when no fault is set: the loop then calls nothing."""
     needle = _config().get("kill_core_when")
-    if needle and any(needle in (r.get("source_uri") or "") for r in rows):
-        print(f"docintel fault injection: killing the engine core {core_pids} (a request for {needle!r})",
-              flush=True)
-        _kill_later(core_pids)
+    if not needle:
+        return None
+
+    def entered(key: str) -> None:
+        if needle in key:
+            print(f"docintel fault injection: killing the engine core {core_pids} (a request for {needle!r} "
+                  "entered it)", flush=True)
+            for pid in core_pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+    return entered
 
 
 DOUBLE_LABEL = " [engine double: not a model's answers]"

@@ -157,7 +157,8 @@ class EngineActor:
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
-                                   on_failure=self._engine_failed, report_depth=depth_gauge)
+                                   on_failure=self._engine_failed, report_depth=depth_gauge,
+                                   on_enter=faults.on_entering_engine(self.core_pids))
             self._warm_up()
             self.loop.first_entered_at = None  # the job's own requests from here on
             faults.engine_started(self.llm)
@@ -253,7 +254,6 @@ class EngineActor:
                     for row, p, _ in items]
         params = [self.params(self.spec, json.loads(p["schema_json"]),
                               p["retry_max_tokens"] if retry else p["max_tokens"]) for _, p, _ in items]
-        faults.before_submit([r for r, _, _ in items], self.core_pids)
         results, latencies = self.loop.submit(messages, params, [page_key(r) for r, _, _ in items], exclusive)
         for (_, _, out), result, latency in zip(items, results, latencies):
             out["attempts"] = (out["attempts"] or 0) + 1

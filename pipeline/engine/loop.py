@@ -110,7 +110,8 @@ class EngineLoop:
                  core_alive: Callable[[], str | None] | None = None,
                  core_cpu_s: Callable[[], float | None] | None = None,
                  on_failure: Callable[[str, list[str], list[str]], None] | None = None,
-                 report_depth: Callable[[int], None] | None = None):
+                 report_depth: Callable[[int], None] | None = None,
+                 on_enter: Callable[[str], None] | None = None):
         self.llm = llm
         self.request_timeout_s = request_timeout_s
         self.step_timeout_s = step_timeout_s
@@ -118,6 +119,7 @@ class EngineLoop:
         self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
         self._on_failure = on_failure
         self._report_depth = report_depth  # told queue_depth() every watchdog interval (a metric)
+        self._on_enter = on_enter  # told each request's page key as it enters the engine (a fault hook)
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -288,6 +290,8 @@ class EngineLoop:
                 self._answer(job, i, exc)
                 continue
             job.started[i] = time.monotonic()
+            if self._on_enter is not None:
+                self._on_enter(job.keys[i])
             if self.first_entered_at is None:
                 self.first_entered_at = time.time()
             with self._lock:
