@@ -49,3 +49,39 @@ def test_vllm_computes_what_the_torch_model_computes(tmp_path):
     assert len(report["cases"]) == 3
     for case in report["cases"]:
         assert case["image_tokens"] == 300 and len(case["greedy"]) == 6
+
+
+def test_reading_targets_put_each_character_of_a_page_in_the_cell_it_is_drawn_in():
+    """The per-cell reading loss's targets (tools/reader/reading.py), checked against the page's
+    pixels: every cell that names a character has ink, most ink lies in cells that name something
+    (not all: table rules, and lines that straddle two rows of cells), and the cells read in
+    the [IMG] tokens' order spell the page's lines."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tools.reader import data, pagegen, reading
+
+    page = pagegen.make_page(0, "invoice")
+    image = np.asarray(Image.open(io.BytesIO(data.render(page))).convert("L"))
+    h, w = image.shape
+    targets = reading.cell_targets(page.chars, w, h)
+    assert targets.shape == ((h // 28) * (w // 28), reading.SLOTS)
+    ink = (image < 128).reshape(h // 28, 28, w // 28, 28).sum(axis=(1, 3)).reshape(-1)
+    named = targets[:, 0] != reading.NONE
+    assert (ink[named] > 0).all()  # no character named where nothing is drawn
+    assert ink[named].sum() > 0.7 * ink.sum()  # 0.78 on this page
+    read = "".join(reading.CHARS[t - 1] for row in targets for t in row if 0 < t < reading.OTHER)
+    assert f"InvoiceNo:{page.fields['invoice_number']}" in read and f"Totaldue:${page.fields['total']:,.2f}" in read
+
+
+def test_value_tokens_of_an_answer_weigh_more_than_keys_and_syntax(tmp_path):
+    from tools.reader import data
+
+    inner = data.tokenizer(str(data.write_tekken(tmp_path / "tekken.json"))).instruct_tokenizer.tokenizer
+    answer = '{"answer":"GBP 13,245.50","value":12.5,"unit":null,"answers":["Q3"]}'
+    tokens = inner.encode(answer, bos=False, eos=False) + [inner.eos_id]
+    weights = data.value_weights(inner, tokens, answer)
+    marked = "".join(inner.id_to_byte_piece(t).decode() for t, wt in zip(tokens[:-1], weights) if wt > 1)
+    assert marked == "GBP 13,245.5012.5Q3" and weights[-1] == 1.0

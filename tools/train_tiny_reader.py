@@ -31,12 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.reader import data, export  # noqa: E402
-from tools.reader.model import ModelArgs, TinyReader, VisionArgs  # noqa: E402
-
-TINY = ModelArgs(dim=128, n_layers=2, head_dim=64, hidden_dim=256, n_heads=2, n_kv_heads=1,
-                 vision_encoder=VisionArgs(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                           num_attention_heads=2))
+from tools.reader import data, export, reading  # noqa: E402
+from tools.reader.model import TINY, ModelArgs, TinyReader  # noqa: E402
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out batches: another stream of the same generator
 
 
@@ -63,9 +59,16 @@ def parse_args(argv=None):
     p.add_argument("--held-out", type=int, default=None, help="held-out batches (default 6 cuda, 1 cpu)")
     p.add_argument("--log-every", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (off: not needed at this size)")
+    p.add_argument("--reading-weight", type=float, default=1.0,
+                   help="weight of the per-cell reading loss (tools/reader/reading.py; 0: answer loss only)")
+    p.add_argument("--gap-every", type=int, default=None, help="steps between shuffled-image gap checks (200; tiny: 10)")
+    p.add_argument("--abort-gap", type=float, default=1.0,
+                   help="stop the run when the held-out shuffled-image gap is below this many nats ...")
+    p.add_argument("--abort-after-s", type=float, default=180.0, help="... after this many seconds of training")
     a = p.parse_args(argv)
     a.lr = a.lr or (3e-3 if a.tiny_debug else 1.5e-3)
     a.warmup = a.warmup if a.warmup is not None else (5 if a.tiny_debug else 300)
+    a.gap_every = a.gap_every or (10 if a.tiny_debug else 200)
     return a
 
 
@@ -124,11 +127,32 @@ def evaluate(model: TinyReader, batches: list[dict], device: str, tok) -> dict:
             "exact_n": {k: n for k, (_, n) in per_kind.items() if n}, "sample": sample}
 
 
-def save_ckpt(folder: Path, model, opt, state: dict) -> None:
+@torch.no_grad()
+def shuffled_gap(model: TinyReader, batches: list[dict], device: str) -> dict:
+    """Held-out answer loss with each sequence's own image and with the next page's image: a model
+    that reads loses much more without its page (the gap, in nats); a blind one loses nothing."""
+    model.eval()
+    right = shuffled = 0.0
+    for batch in batches:
+        b = to_device(batch, device)
+        n_images = b["images"].shape[0]
+        for name, seq_image in (("right", b["seq_image"]), ("shuffled", (b["seq_image"] + 1) % n_images)):
+            with torch.autocast("cuda", torch.bfloat16, enabled=device == "cuda"):
+                loss, _ = model.loss(b["tokens"], b["images"], seq_image, b["label_index"], b["targets"])
+            if name == "right":
+                right += loss.item()
+            else:
+                shuffled += loss.item()
+    model.train()
+    k = max(1, len(batches))
+    return {"loss": round(right / k, 4), "loss_shuffled": round(shuffled / k, 4), "gap": round((shuffled - right) / k, 4)}
+
+
+def save_ckpt(folder: Path, model, head, opt, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "ckpt.pt.tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
-                "args": model.args.params_json()}, tmp)
+    torch.save({"model": model.state_dict(), "reading_head": head.state_dict(), "opt": opt.state_dict(),
+                "state": state, "args": model.args.params_json()}, tmp)
     os.replace(tmp, folder / "ckpt.pt")
 
 
@@ -156,12 +180,18 @@ def main(argv=None) -> dict:
     resume = torch.load(ckpt_dir / "ckpt.pt", map_location="cpu", weights_only=False) if a.resume else None
     args = ModelArgs.from_params(resume["args"]) if resume else (TINY if a.tiny_debug else ModelArgs())
     model = TinyReader(args)
+    head = reading.ReadingHead(args.dim)  # training only: not exported
     if resume:
         model.load_state_dict(resume["model"])
+        head.load_state_dict(resume["reading_head"])
         state.update(resume["state"])
     model.to(a.device).train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "tok_embeddings" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "tok_embeddings" not in n)]
+    head.to(a.device).train()
+    named = list(model.named_parameters()) + [(f"reading_head.{n}", p) for n, p in head.named_parameters()]
+    # One learning rate for every part (the vision tower is random, not pretrained: it learns slowest);
+    # weight decay on matrices only.
+    decay = [p for n, p in named if p.dim() >= 2 and "tok_embeddings" not in n]
+    rest = [p for n, p in named if not (p.dim() >= 2 and "tok_embeddings" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=cuda)
     if resume:
@@ -183,7 +213,7 @@ def main(argv=None) -> dict:
     began = time.monotonic()
     last_ckpt = began
     window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "n": 0}
-    history = []
+    history, gaps = [], []
     lr = lr_at(state["step"], 0.0, a.lr, a.warmup)
     it = iter(loader)
     while True:
@@ -199,10 +229,14 @@ def main(argv=None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-            loss, correct = forward(b["tokens"], b["images"], b["seq_image"], b["label_index"], b["targets"])
+            features = model.image_features(b["images"])
+            loss, correct = forward(b["tokens"], b["images"], b["seq_image"], b["label_index"], b["targets"],
+                                    b["weights"], features)
+            read = reading.reading_loss(head, features, b["cells"])[0] if a.reading_weight else None
+        total = loss if read is None else loss + a.reading_weight * read
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         n_labels = len(batch["targets"])
         state["step"] += 1
@@ -216,7 +250,8 @@ def main(argv=None) -> dict:
         if state["step"] % log_every == 0 or state["step"] == 1:
             window["loss"], window["acc"] = loss.item(), [int(correct), n_labels]  # the only GPU sync
             dt = time.monotonic() - window["t"]
-            line = (f"step {state['step']} loss {window['loss']:.4f} tok_acc {window['acc'][0] / max(1, n_labels):.3f} "
+            line = (f"step {state['step']} loss {window['loss']:.4f} "
+                    f"reading {read.item() if read is not None else 0:.4f} tok_acc {window['acc'][0] / max(1, n_labels):.3f} "
                     f"lr {lr:.2e} | {window['seqs'] / dt:.1f} seq/s {window['pages'] / dt:.1f} pages/s "
                     f"{window['tokens'] / dt / 1e3:.1f}k tok/s, data wait {100 * window['wait'] / dt:.0f}% | "
                     f"total {state['sequences']} seqs, {state['train_s'] + elapsed:.0f}s")
@@ -224,14 +259,25 @@ def main(argv=None) -> dict:
             history.append({"step": state["step"], "loss": window["loss"], "seq_per_s": window["seqs"] / dt,
                             "pages_per_s": window["pages"] / dt, "data_wait": window["wait"] / dt})
             window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "n": 0}
+        if state["step"] % a.gap_every == 0:
+            seen = {"step": state["step"], "train_s": round(state["train_s"] + time.monotonic() - began, 1),
+                    **shuffled_gap(model, held_out[:2], a.device)}
+            gaps.append(seen)
+            log(f"held-out shuffled-image gap: {json.dumps(seen)}")
+            if seen["train_s"] >= a.abort_after_s and seen["gap"] < a.abort_gap:
+                state["aborted"] = (f"blind: the shuffled-image gap was {seen['gap']} nats after {seen['train_s']}s "
+                                    f"(--abort-gap {a.abort_gap} after --abort-after-s {a.abort_after_s})")
+                log(f"stopping: {state['aborted']}")
+                break
         if time.monotonic() - last_ckpt > a.ckpt_every_s:
-            save_ckpt(ckpt_dir, model, opt, {**state, "train_s": state["train_s"] + time.monotonic() - began})
+            save_ckpt(ckpt_dir, model, head, opt, {**state, "train_s": state["train_s"] + time.monotonic() - began})
             last_ckpt = time.monotonic()
     state["train_s"] += time.monotonic() - began
     del it, loader
-    save_ckpt(ckpt_dir, model, opt, state)
+    save_ckpt(ckpt_dir, model, head, opt, state)
     metrics = {"state": state, "parameters": n_params, "held_out": evaluate(model, held_out, a.device, tok),
-               "history": history, "last_lr": lr}
+               "shuffled_gap": shuffled_gap(model, held_out, a.device), "gaps": gaps, "history": history,
+               "last_lr": lr}
     log(f"held-out (teacher-forced): {json.dumps(metrics['held_out'])}")
     if a.export:
         extra = {"trained": {"steps": state["step"], "sequences": state["sequences"],

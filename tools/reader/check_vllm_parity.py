@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.reader import data, export, pagegen  # noqa: E402
-from tools.reader.model import ModelArgs, TinyReader, VisionArgs  # noqa: E402
+from tools.reader.model import TINY, ModelArgs, TinyReader  # noqa: E402
 
 STEPS = 12
 
@@ -34,10 +34,7 @@ def random_model(folder: str | Path, seed: int = 0) -> Path:
     """A tiny random-init reader, exported; weights scaled up so the logits have clear winners.
     Sharded at 1 MiB so vLLM's multi-file load is exercised too."""
     torch.manual_seed(seed)
-    args = ModelArgs(dim=128, n_layers=2, head_dim=64, hidden_dim=256, n_heads=2, n_kv_heads=1,
-                     vision_encoder=VisionArgs(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                               num_attention_heads=2))
-    model = TinyReader(args)
+    model = TinyReader(TINY)
     model.reset_parameters(std=0.15)
     with torch.no_grad():
         model.output.weight.mul_(2.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tools.reader import pagegen
+from tools.reader import pagegen, reading
 
 VOCAB_SIZE = 4096  # tokenizer total: 1000 special tokens + the first 3096 tekken ranks (256 bytes first)
 NUM_SPECIAL = 1000
@@ -166,6 +167,38 @@ def encode(tok, image_png: bytes, instruction: str, answer: str | None) -> tuple
     return prompt + tail, len(prompt), image
 
 
+VALUE_WEIGHT = 4.0  # an answer token that is part of a value read off the page, against 1 for keys and syntax
+_JSON_ATOM = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*')
+
+
+def value_weights(inner, answer_tokens: list[int], answer: str) -> list[float]:
+    """One loss weight per answer token (</s> included): VALUE_WEIGHT where the token's text lies
+    inside a JSON value (a string or number after a key, or a string in a list), else 1. Only about
+    a quarter of answer tokens are values; the rest (keys, quotes, braces) need no page to predict,
+    and a plain mean lets the model get far on them while blind."""
+    spans = []
+    for m in _JSON_ATOM.finditer(answer):
+        if m.group().startswith('"'):
+            if answer[m.end():m.end() + 1] == ":":  # a key
+                continue
+            spans.append((m.start() + 1, m.end() - 1))
+        else:
+            spans.append(m.span())
+    out, at = [], 0
+    data_bytes = answer.encode()
+    for token in answer_tokens:
+        try:
+            n = len(inner.id_to_byte_piece(token))
+        except Exception:  # noqa: BLE001 - a special token (</s>) has no bytes
+            n = 0
+        start = len(data_bytes[:at].decode(errors="ignore"))
+        end = len(data_bytes[:at + n].decode(errors="ignore"))
+        at += n
+        inside = n and any(a < end and start < b for a, b in spans)
+        out.append(VALUE_WEIGHT if inside else 1.0)
+    return out
+
+
 def batch_of(position: int, width: int, reuse: int) -> tuple[int, int]:
     """Stream position -> (page block, repeat). Each block of pages comes back `reuse` times, with other
     questions, `width` positions apart: a DataLoader of `width` workers renders each page once."""
@@ -189,27 +222,35 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
         _PAGES.clear()
         _PAGES[key] = [(page, render(page)) for page in made]
     rng = random.Random(f"docintel-reader-questions-{seed}-{block}-{repeat}")
-    images, seqs, seq_image, kinds = None, [], [], []
+    images, seqs, seq_image, kinds, cells = None, [], [], [], []
+    inner = tok.instruct_tokenizer.tokenizer
     for j, (page, png) in enumerate(_PAGES[key]):
         for task_name, instruction, answer in requests_for(page, rng):
             tokens, n_prompt, image = encode(tok, png, instruction, answer)
-            seqs.append((tokens, n_prompt))
+            seqs.append((tokens, n_prompt, value_weights(inner, tokens[n_prompt:], answer)))
             seq_image.append(j)
             kinds.append(KINDS.index(task_name + ("-together" if answer.startswith('{"answers"') else "")))
         if images is None:  # bf16: what the engine feeds a bf16 model
             images = torch.empty((pages, *image.shape), dtype=torch.bfloat16)
         images[j].copy_(torch.from_numpy(image))
-    length = -(-max(len(t) for t, _ in seqs) // 64) * 64
+        # the characters' pixels are the page's points: pagegen's sizes are multiples of 28 px, so
+        # mistral_common does not resize them
+        assert (image.shape[2], image.shape[1]) == pagegen.SHAPES[page.shape], "the page image was resized"
+        cells.append(reading.cell_targets(page.chars, image.shape[2], image.shape[1]))
+    length = -(-max(len(t) for t, _, _ in seqs) // 64) * 64
     tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)
     labels = torch.full((len(seqs), length), -100, dtype=torch.long)
+    weights = torch.zeros((len(seqs), length), dtype=torch.float32)
     n_image = (images.shape[2] // 28) * (images.shape[3] // 28)
-    for i, (t, n_prompt) in enumerate(seqs):
+    for i, (t, n_prompt, w) in enumerate(seqs):
         tokens[i, : len(t)] = torch.tensor(t)
         labels[i, n_prompt - 1: len(t) - 1] = torch.tensor(t[n_prompt:])
+        weights[i, n_prompt - 1: len(t) - 1] = torch.tensor(w)
         assert t.count(IMG) == n_image, "each sequence needs exactly its image's [IMG] tokens"
     label_index = (labels.view(-1) != -100).nonzero().squeeze(1)
     return {"images": images, "tokens": tokens, "labels": labels, "label_index": label_index,
-            "targets": labels.view(-1)[label_index], "seq_image": torch.tensor(seq_image),
+            "targets": labels.view(-1)[label_index], "weights": weights.view(-1)[label_index],
+            "cells": torch.tensor(np.stack(cells)), "seq_image": torch.tensor(seq_image),
             "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _ in seqs))}
 
 

@@ -71,6 +71,11 @@ class ModelArgs:
         return cls(**{k: v for k, v in params.items() if k in known}, vision_encoder=vision)
 
 
+TINY = ModelArgs(dim=128, n_layers=2, head_dim=64, hidden_dim=256, n_heads=2, n_kv_heads=1,
+                 vision_encoder=VisionArgs(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                           num_attention_heads=2))  # CPU smoke runs and the gates
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -234,15 +239,30 @@ class TinyReader(nn.Module):
         self._freqs = _FreqsCache(lambda: text_freqs_cis(args.head_dim, args.max_position_embeddings, args.rope_theta))
         self.reset_parameters()
 
-    def reset_parameters(self, std: float = 0.02) -> None:
-        out_std = std / (2 * max(self.args.n_layers, self.args.vision_encoder.num_hidden_layers)) ** 0.5
+    def reset_parameters(self, std: float | None = None) -> None:
+        """Every matrix at 1/sqrt(fan_in) (the residual branches' outputs, wo and w2, also scaled by
+        1/sqrt(2 x layers)), token embeddings at 1/sqrt(dim), norms at 1. A fixed std of 0.02 left
+        patch_conv (fan-in 588), the merger (1,024) and the adapter 3-4x too small: the image came
+        out no larger than a text embedding, and the model learned to read nothing. `std` sets every
+        matrix to that one std instead (check_vllm_parity's strongly random model)."""
+        def init(module: nn.Module, name: str) -> None:
+            if isinstance(module, nn.Embedding):
+                scale = std if std is not None else module.weight.shape[1] ** -0.5
+            else:
+                fan_in = module.weight[0].numel()  # Linear (out, in); Conv2d (out, in, kh, kw)
+                scale = std if std is not None else fan_in ** -0.5
+                if std is None and name.endswith((".wo", ".w2")):
+                    layers = self.args.vision_encoder.num_hidden_layers if "vision_encoder" in name else self.args.n_layers
+                    scale /= (2 * layers) ** 0.5
+            nn.init.normal_(module.weight, 0.0, scale)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
         for name, module in self.named_modules():
             if isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
             elif isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
-                nn.init.normal_(module.weight, 0.0, out_std if name.endswith((".wo", ".w2")) else std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                init(module, name)
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, number of [IMG] tokens, dim), in the order of the [IMG] tokens."""
@@ -250,10 +270,12 @@ class TinyReader(nn.Module):
         x = self.patch_merger(self.pre_mm_projector_norm(x), hw)
         return self.vision_language_adapter(x)
 
-    def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor, seq_image: torch.Tensor) -> torch.Tensor:
-        """tokens (S, T), right-padded; images (B, C, H, W); seq_image (S,): the image of each sequence."""
+    def hidden_states(self, tokens: torch.Tensor, images: torch.Tensor, seq_image: torch.Tensor,
+                      features: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (S, T), right-padded; images (B, C, H, W); seq_image (S,): the image of each sequence.
+        `features`: image_features(images) if the caller has them already (the reading loss uses them)."""
         h = self.tok_embeddings(tokens)
-        feats = self.image_features(images)[seq_image]  # (S, L, dim)
+        feats = (self.image_features(images) if features is None else features)[seq_image]  # (S, L, dim)
         mask = tokens == self.args.vision_encoder.image_token_id
         if not self.training:  # (a GPU sync: training batches are checked when they are made)
             assert bool((mask.sum(1) == feats.shape[1]).all()), "each sequence needs exactly its image's [IMG] tokens"
@@ -266,13 +288,18 @@ class TinyReader(nn.Module):
     def logits(self, tokens: torch.Tensor, images: torch.Tensor, seq_image: torch.Tensor) -> torch.Tensor:
         return self.output(self.norm(self.hidden_states(tokens, images, seq_image)))
 
-    def loss(self, tokens, images, seq_image, label_index, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, tokens, images, seq_image, label_index, targets, weights=None,
+             features=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy at the flat positions `label_index` of (S, T), whose next tokens are
-        `targets` (index lists made on the CPU: boolean masks here would sync the GPU)."""
-        h = self.hidden_states(tokens, images, seq_image)
+        `targets` (index lists made on the CPU: boolean masks here would sync the GPU); `weights`
+        (one per target) make it a weighted mean."""
+        h = self.hidden_states(tokens, images, seq_image, features)
         h = h.reshape(-1, h.shape[-1]).index_select(0, label_index)
         logits = self.output(self.norm(h)).float()
-        loss = F.cross_entropy(logits, targets)
+        if weights is None:
+            loss = F.cross_entropy(logits, targets)
+        else:
+            loss = (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum()
         correct = (logits.argmax(-1) == targets).sum()
         return loss, correct
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import pymupdf
 
+from tools.reader import reading
+
 SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
 RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
 FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
@@ -69,6 +71,7 @@ class Page:
     docvqa: list[tuple[str, dict]] = field(default_factory=list)
     chartqa: list[tuple[str, dict]] = field(default_factory=list)
     fields: dict | None = None  # invoice schema answer (invoices only)
+    chars: list[tuple[str, float, float]] = field(default_factory=list)  # every character's centre, in px at RENDER
 
 
 def money(x: float) -> str:
@@ -358,7 +361,8 @@ def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> P
     canvas.draw(page)
     pdf = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
-    return Page(kind=kind, shape=shape, pdf=pdf, docvqa=docvqa, chartqa=chartqa, fields=fields)
+    chars = [c for op in canvas.ops if op[0] == "text" for c in reading.text_chars(op[1], op[2], op[3], op[4], op[5])]
+    return Page(kind=kind, shape=shape, pdf=pdf, docvqa=docvqa, chartqa=chartqa, fields=fields, chars=chars)
 
 
 def page_row(page: Page, doc_id: str = "gen") -> dict[str, Any]:
