@@ -251,7 +251,7 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
     return {"images": images, "tokens": tokens, "labels": labels, "label_index": label_index,
             "targets": labels.view(-1)[label_index], "weights": weights.view(-1)[label_index],
             "cells": torch.tensor(np.stack(cells)), "seq_image": torch.tensor(seq_image),
-            "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _ in seqs))}
+            "kind": torch.tensor(kinds), "real_tokens": torch.tensor(sum(len(t) for t, _, _ in seqs))}
 
 
 class BatchStream(torch.utils.data.IterableDataset):

@@ -13,6 +13,7 @@ every token is the model's first choice.
   python3 -m tools.reader.gates p0 --out /tmp/p0.png     # the reading targets drawn over a real page
   python3 -m tools.reader.gates p1                       # one digit: gap > 1 nat, exact >= 0.4 in 600 steps
   python3 -m tools.reader.gates p2                       # three digits beside a distracting label: gap > 0.5
+                                                         # (1,200 steps)
   python3 -m tools.reader.gates p1 --init 0.02 --no-reading   # the old setup, for comparison
 
 Each prints one JSON line per evaluation and a verdict; exit code 0 when the gate passes.
@@ -159,7 +160,7 @@ def evaluate(model: TinyReader, held_out: list[dict]) -> dict[str, float]:
             "gap": round((shuffled - right) / k, 4), "exact": round(exact / n, 4)}
 
 
-def train(gate: str, steps: int, seed: int, init: float | None, reading_weight: float, batch_size: int = 32,
+def train(gate: str, steps: int, seed: int, init: float | None, reading_weight: float, batch_size: int = 64,
           lr: float = 3e-3, warmup: int = 30, eval_every: int = 100) -> dict:
     torch.manual_seed(seed)
     model = TinyReader(TINY)
@@ -226,19 +227,21 @@ def draw_p0(out: Path, seed: int) -> Path:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("gate", choices=["p0", "p1", "p2"])
-    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--steps", type=int, default=None, help="default: 600 (p1), 1200 (p2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=float, default=None, help="one std for every matrix (default: fan-in)")
     p.add_argument("--no-reading", action="store_true", help="answer loss only")
     p.add_argument("--reading-weight", type=float, default=1.0)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=64)
     p.add_argument("--out", help="p0: the PNG; p1/p2: the result JSON")
     a = p.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if a.gate == "p0":
         draw_p0(Path(a.out or "/tmp/reading-targets.png"), a.seed)
         return 0
-    result = train(a.gate, a.steps, a.seed, a.init, 0.0 if a.no_reading else a.reading_weight, lr=a.lr)
+    result = train(a.gate, a.steps or {"p1": 600, "p2": 1200}[a.gate], a.seed, a.init, 0.0 if a.no_reading else a.reading_weight,
+                   batch_size=a.batch, lr=a.lr)
     last, need = result["history"][-1], GATES[a.gate]
     passed = last["gap"] > need["gap"] and (need["exact"] is None or last["exact"] >= need["exact"])
     result.update(passed=passed, needs=need)
