@@ -5,7 +5,11 @@ Data: DataLoader workers make whole batches (tools/reader/data.py: pages of one 
 the pipeline's renderer, asked 3-6 requests each, tokenized by mistral_common exactly as vLLM
 tokenizes the pipeline's requests; each block of pages serves `--reuse` batches with other
 questions). Position k of a seed's stream is the same whatever process makes it, so a resumed run
-continues the same stream. Loss on answer tokens only.
+continues the same stream. Loss on answer tokens, value tokens (read off the page) weighted up
+(data.value_weights), plus the per-cell reading loss on the image (tools/reader/reading.py, a head
+that is not exported). Every `--gap-every` steps the held-out shuffled-image gap is logged (the
+answer loss with another page's image minus with its own); a run whose gap is still under
+`--abort-gap` nats after `--abort-after-s` seconds stops: it is blind, and GPU time is not spent on it.
 
 Schedule: linear warm-up, then cosine to 10 % of the peak over `--steps N` steps, or by default over
 `--schedule-s` seconds of training summed over all calls (a time budget cannot be missed, whatever
