@@ -315,3 +315,69 @@ def test_two_batches_render_at_the_same_time_and_a_page_that_cannot_be_rendered_
     assert all(isinstance(r, Output) for r in out["a"]), out["a"]
     assert isinstance(out["b"][1], ValueError) and isinstance(out["b"][0], Output) and isinstance(out["b"][2], Output)
     assert engine.render_threads == {"a", "b"}
+
+
+class SlottedEngine(RenderingEngine):
+    """vLLM's scheduler in small: `slots` sequences run at once (max_num_seqs), the others wait in
+    arrival order; every step advances each running sequence by one token."""
+
+    def __init__(self, render, slots, tokens):
+        super().__init__(render)
+        self.slots, self.tokens = slots, tokens
+        self.entered: dict[str, str] = {}  # request id -> the conversation's job name
+        self.most_held = 0
+
+    def _add_request(self, prompt, params):
+        self.counter += 1
+        self.unfinished.append([str(self.counter), self.tokens])
+        self.entered[str(self.counter)] = prompt[0]["job"]
+        self.most_held = max(self.most_held, len(self.unfinished))
+        return f"{self.counter}-abcdefgh"
+
+    def step(self):
+        time.sleep(0.002)
+        done = []
+        for request in self.unfinished[:self.slots]:
+            request[1] -= 1
+            if request[1] == 0:
+                done.append(request)
+        self.unfinished = [r for r in self.unfinished if r[1] > 0]
+        return [Output(r[0]) for r in done]
+
+
+def test_batches_enter_the_engine_oldest_first_so_they_finish_one_after_another():
+    """Four batches render side by side (their requests become ready interleaved). With an admission
+    limit the engine holds at most that many, and the rest enter oldest batch first: the first batch
+    is answered while the last batch still has requests that never entered the engine, so the engine
+    has the next batch's prompts while the first one's caller fetches more work. Without the limit all
+    of them entered interleaved at once and the four batches finished together."""
+    def render(conversation):
+        time.sleep(0.001)
+
+    def run(limit):
+        engine = SlottedEngine(render, slots=4, tokens=6)
+        loop = EngineLoop(engine, admit_limit=limit)
+        answered, start = [], threading.Barrier(4, timeout=20)
+
+        def batch(name):
+            start.wait()
+            loop.submit([[{"job": name}] for _ in range(8)], [None] * 8)
+            entered = list(engine.entered.values())
+            answered.append((name, {job: entered.count(job) for job in "abcd"}))
+
+        threads = [threading.Thread(target=batch, args=(name,), name=name) for name in "abcd"]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        loop.stop()
+        return answered, engine
+
+    answered, engine = run(limit=5)
+    assert engine.most_held <= 5 and len(engine.entered) == 32
+    first, entered_then = answered[0]
+    assert min(entered_then.values()) < 8, f"every request had entered when batch {first} was answered: {answered}"
+
+    answered, engine = run(limit=None)  # the shape this replaces: everything enters as soon as it is rendered
+    assert engine.most_held > 5
+    assert min(answered[0][1].values()) == 8, answered

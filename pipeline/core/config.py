@@ -103,6 +103,13 @@ class EngineSpec(_Strict):
         """max_num_seqs as the engine gets it: the CPU backend (tests, demo) keeps a small batch."""
         return min(self.max_num_seqs, 16) if device == "cpu" else self.max_num_seqs
 
+    def admit_limit(self, device: str) -> int:
+        """Requests the engine loop lets into the engine at once: max_num_seqs running and a quarter as
+        many waiting, so the scheduler has the next prompts to prefill as sequences finish; the rest
+        wait in the loop in batch order (pipeline/engine/loop.py says why)."""
+        seqs = self.seqs(device)
+        return seqs + max(1, seqs // 4)
+
     def actor_queue(self, requests_per_page: int, device: str = "cuda") -> tuple[int, int]:
         """(pages per batch, batches in flight) of one engine actor. Unless set, derived so that an
         actor holds at least twice max_num_seqs requests across its batches: the engine always has

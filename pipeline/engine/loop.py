@@ -35,6 +35,14 @@ pages aside as engine crashes. On a failure the
 loop calls `on_failure(reason, in_flight_keys, exclusive_keys)` once; the actor reports it and exits
 so that Ray restarts it and retries its batches (pipeline/engine/actor.py, pipeline/engine/health.py).
 
+Admission order. The engine holds at most `admit_limit` requests (running and waiting); the rest
+wait here and enter oldest batch first. Without a limit every rendered request entered at once: the
+actor's 8 batches rendered side by side, so their requests entered the engine interleaved, each batch
+held some of the last sequences to run, and all 8 finished together. The engine then decoded that last
+wave with nothing to prefill while Ray Data handed over the next batches (the H100 run of 2026-12-05:
+10 s at 24-69 % SM, bench/RESULTS.md). Entering in batch order, batches finish one after another and
+the next batch is rendered while the engine still has work.
+
 A job submitted with `exclusive=True` runs alone in the engine: the loop lets what is in flight
 finish, adds that job only, and adds nothing else until it is done. That is how a request suspected
 of killing the engine is tried without taking healthy requests down with it.
@@ -111,7 +119,7 @@ class EngineLoop:
                  core_cpu_s: Callable[[], float | None] | None = None,
                  on_failure: Callable[[str, list[str], list[str]], None] | None = None,
                  report_depth: Callable[[int], None] | None = None,
-                 on_enter: Callable[[str], None] | None = None):
+                 on_enter: Callable[[str], None] | None = None, admit_limit: int | None = None):
         self.llm = llm
         self.request_timeout_s = request_timeout_s
         self.step_timeout_s = step_timeout_s
@@ -120,6 +128,7 @@ class EngineLoop:
         self._on_failure = on_failure
         self._report_depth = report_depth  # told queue_depth() every watchdog interval (a metric)
         self._on_enter = on_enter  # told each request's page key as it enters the engine (a fault hook)
+        self.admit_limit = admit_limit  # most requests in the engine at once (None: no limit)
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -271,11 +280,14 @@ class EngineLoop:
         return any(job.ready for job in self._active)
 
     def _add_ready(self) -> None:
-        """Add rendered requests to the engine for up to ADD_BUDGET_S (at least one), then return,
-        so that a burst of new requests does not keep the engine from stepping on the ones it has."""
+        """Add rendered requests to the engine, oldest job first, for up to ADD_BUDGET_S (at least
+        one) and while it holds fewer than admit_limit, then return, so that a burst of new requests
+        does not keep the engine from stepping on the ones it has."""
         began = time.monotonic()
         while time.monotonic() - began < ADD_BUDGET_S or not self._pending:
             with self._lock:
+                if self.admit_limit is not None and len(self._pending) >= self.admit_limit:
+                    return
                 self._take_jobs()
                 job = next((j for j in self._active if j.ready), None)
                 if job is None:
