@@ -82,6 +82,10 @@ class EngineSpec(_Strict):
     max_concurrent_batches: int | None = Field(
         None, ge=1, description="Batches one engine actor works on at once: the next batch prefills while the "
                                 "last one's tail decodes (pipeline/engine/loop.py). Default: derived.")
+    admit_limit: int | None = Field(
+        None, ge=0, description="Requests in the engine at once (running and waiting); the rest enter oldest "
+                                "batch first (pipeline/engine/loop.py). Default: max_num_seqs and a quarter more. "
+                                "0: every request enters as soon as it is rendered.")
     request_timeout_s: float | None = Field(
         600.0, gt=0, description="A request with no answer this long after it entered the engine is "
                                  "aborted; its rows get error_kind engine_error (None: no limit).")
@@ -103,10 +107,12 @@ class EngineSpec(_Strict):
         """max_num_seqs as the engine gets it: the CPU backend (tests, demo) keeps a small batch."""
         return min(self.max_num_seqs, 16) if device == "cpu" else self.max_num_seqs
 
-    def admit_limit(self, device: str) -> int:
-        """Requests the engine loop lets into the engine at once: max_num_seqs running and a quarter as
-        many waiting, so the scheduler has the next prompts to prefill as sequences finish; the rest
-        wait in the loop in batch order (pipeline/engine/loop.py says why)."""
+    def admitted(self, device: str) -> int | None:
+        """Requests the engine loop lets into the engine at once (None: no limit). Default: max_num_seqs
+        running and a quarter as many waiting, so the scheduler has the next prompts to prefill as
+        sequences finish; the rest wait in the loop in batch order (pipeline/engine/loop.py says why)."""
+        if self.admit_limit is not None:
+            return self.admit_limit or None
         seqs = self.seqs(device)
         return seqs + max(1, seqs // 4)
 

@@ -159,7 +159,7 @@ class EngineActor:
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
                                    on_failure=self._engine_failed, report_depth=depth_gauge,
                                    on_enter=faults.on_entering_engine(self.core_pids),
-                                   admit_limit=self.spec.admit_limit(device))
+                                   admit_limit=self.spec.admitted(device))
             self._warm_up()
             self.loop.first_entered_at = None  # the job's own requests from here on
             faults.engine_started(self.llm)
