@@ -40,7 +40,8 @@ wait here and enter oldest batch first. Without a limit every rendered request e
 actor's 8 batches rendered side by side, so their requests entered the engine interleaved, each batch
 held some of the last sequences to run, and all 8 finished together. The engine then decoded that last
 wave with nothing to prefill while Ray Data handed over the next batches (the H100 run of 2026-12-05:
-10 s at 24-69 % SM, bench/RESULTS.md). Entering in batch order, batches finish one after another and
+10 s at 24-69 % SM; its Ray Data log and dmon samples are in
+bench/results/2026-12-05-h100-compare-fp8-960p-logs.tgz). Entering in batch order, batches finish one after another and
 the next batch is rendered while the engine still has work.
 
 A job submitted with `exclusive=True` runs alone in the engine: the loop lets what is in flight
