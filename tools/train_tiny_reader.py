@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.reader import data, export, reading  # noqa: E402
+from tools.reader import curriculum, data, export, reading  # noqa: E402
 from tools.reader.model import TINY, ModelArgs, TinyReader  # noqa: E402
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out batches: another stream of the same generator
 
@@ -69,6 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--abort-gap", type=float, default=1.0,
                    help="stop the run when the held-out shuffled-image gap is below this many nats ...")
     p.add_argument("--abort-after-s", type=float, default=180.0, help="... after this many seconds of training")
+    p.add_argument("--curriculum", default="1500,3000",
+                   help="training steps reading large lines, then whole pages, before the task alone "
+                        "(tools/reader/curriculum.py); 0,0: the task from the first step")
     a = p.parse_args(argv)
     a.lr = a.lr or (3e-3 if a.tiny_debug else 1.5e-3)
     a.warmup = a.warmup if a.warmup is not None else (5 if a.tiny_debug else 300)
@@ -177,8 +180,11 @@ def main(argv=None) -> dict:
     tekken = str(data.write_tekken(ckpt_dir / "tekken.json", (TINY if a.tiny_debug else ModelArgs()).vocab_size))
     tok = data.tokenizer(tekken)
 
+    lines_steps, pages_steps = (int(x) for x in a.curriculum.split(","))
+    plan = curriculum.Curriculum.from_steps(lines_steps, pages_steps, a.reuse)
     state = {"step": 0, "batch": 0, "sequences": 0, "page_visits": 0, "train_s": 0.0, "steps": a.steps or None,
-             "seed": a.seed, "calls": 0, "width": workers, "reuse": a.reuse}  # width, reuse: what the stream holds
+             "seed": a.seed, "calls": 0, "width": workers, "reuse": a.reuse,
+             "curriculum": [plan.lines, plan.pages]}  # width, reuse, curriculum: what the stream holds
     if a.resume and not (ckpt_dir / "ckpt.pt").is_file():
         raise SystemExit(f"--resume: no checkpoint {ckpt_dir / 'ckpt.pt'} (a fresh machine has an empty /tmp)")
     resume = torch.load(ckpt_dir / "ckpt.pt", map_location="cpu", weights_only=False) if a.resume else None
@@ -189,6 +195,7 @@ def main(argv=None) -> dict:
         model.load_state_dict(resume["model"])
         head.load_state_dict(resume["reading_head"])
         state.update(resume["state"])
+        plan = curriculum.Curriculum(*state.get("curriculum", (0, 0)))
     model.to(a.device).train()
     head.to(a.device).train()
     named = list(model.named_parameters()) + [(f"reading_head.{n}", p) for n, p in head.named_parameters()]
@@ -206,10 +213,14 @@ def main(argv=None) -> dict:
         f"{state['step']}, stream position {state['batch']}")
     forward = torch.compile(model.loss, dynamic=True) if a.compile else model.loss
 
-    held_out = [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken)
-                for i in range(a.held_out if a.held_out is not None else (6 if cuda else 1))]
+    n_held = a.held_out if a.held_out is not None else (6 if cuda else 1)
+    held_out = [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken, stage="task") for i in range(n_held)]
+    # the gap of the stage being trained (2 batches each): a model reading lines shows it on lines first
+    stage_held = {stage: [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken, stage=stage)
+                          for i in range(min(2, n_held))] for stage in ("lines", "pages") if getattr(plan, stage)}
+    stage_held["task"] = held_out[:2]
     loader = torch.utils.data.DataLoader(
-        data.BatchStream(a.seed, state["batch"], pages, tekken, state["width"], state["reuse"]),
+        data.BatchStream(a.seed, state["batch"], pages, tekken, state["width"], state["reuse"], plan),
         batch_size=None, num_workers=workers,
         pin_memory=cuda, prefetch_factor=2 if workers else None, persistent_workers=False)
     state["calls"] += 1
@@ -264,8 +275,10 @@ def main(argv=None) -> dict:
                             "pages_per_s": window["pages"] / dt, "data_wait": window["wait"] / dt})
             window = {"t": time.monotonic(), "seqs": 0, "pages": 0, "tokens": 0, "wait": 0.0, "n": 0}
         if state["step"] % a.gap_every == 0:
-            seen = {"step": state["step"], "train_s": round(state["train_s"] + time.monotonic() - began, 1),
-                    **shuffled_gap(model, held_out[:2], a.device)}
+            stage = plan.stage(data.batch_of(state["batch"] - 1, state["width"], state["reuse"])[0])
+            seen = {"step": state["step"], "stage": stage,
+                    "train_s": round(state["train_s"] + time.monotonic() - began, 1),
+                    **shuffled_gap(model, stage_held[stage], a.device)}
             gaps.append(seen)
             log(f"held-out shuffled-image gap: {json.dumps(seen)}")
             if seen["train_s"] >= a.abort_after_s and seen["gap"] < a.abort_gap:
@@ -280,8 +293,10 @@ def main(argv=None) -> dict:
     del it, loader
     save_ckpt(ckpt_dir, model, head, opt, state)
     metrics = {"state": state, "parameters": n_params, "held_out": evaluate(model, held_out, a.device, tok),
-               "shuffled_gap": shuffled_gap(model, held_out, a.device), "gaps": gaps, "history": history,
-               "last_lr": lr}
+               "shuffled_gap": shuffled_gap(model, held_out, a.device),
+               "stage_gaps": {stage: shuffled_gap(model, b, a.device) for stage, b in stage_held.items()},
+               "stage_exact": {stage: evaluate(model, b, a.device, tok)["exact"] for stage, b in stage_held.items()},
+               "gaps": gaps, "history": history, "last_lr": lr}
     log(f"held-out (teacher-forced): {json.dumps(metrics['held_out'])}")
     if a.export:
         extra = {"trained": {"steps": state["step"], "sequences": state["sequences"],

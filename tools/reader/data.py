@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from tools.reader import pagegen, reading
+from tools.reader import curriculum, pagegen, reading
 
 VOCAB_SIZE = 4096  # tokenizer total: 1000 special tokens + the first 3096 tekken ranks (256 bytes first)
 NUM_SPECIAL = 1000
 IMAGE_CONFIG = {"image_patch_size": 14, "max_image_size": 1540, "spatial_merge_size": 2}
 IMG = 10  # [IMG]: its embedding is replaced by the image's features
-KINDS = ("docvqa", "docvqa-together", "chartqa", "chartqa-together", "fields")  # batch["kind"] codes
+KINDS = ("docvqa", "docvqa-together", "chartqa", "chartqa-together", "fields", "read", "read-together")  # batch["kind"]
 
 
 def write_tekken(path: str | Path, vocab_size: int = VOCAB_SIZE) -> Path:
@@ -116,6 +116,10 @@ def _check_order(value: Any, schema: dict) -> None:
 def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 3) -> list[tuple[str, str, str]]:
     """(task, instruction, answer JSON) of the requests asked of this page: `singles` questions alone,
     several together ({"answers": [...]}, 2-4), and for invoices the invoice fields."""
+    return [(task, instruction, answer) for task, _, instruction, answer in _task_requests(page, rng, singles)]
+
+
+def _task_requests(page: pagegen.Page, rng: random.Random, singles: int = 3) -> list[tuple[str, str, str, str]]:
     t = tasks()
     out = []
     name, pairs = ("chartqa", page.chartqa) if page.kind == "chart" else ("docvqa", page.docvqa)
@@ -124,21 +128,51 @@ def requests_for(page: pagegen.Page, rng: random.Random, singles: int = 3) -> li
     picked = rng.sample(answerable, min(singles, len(answerable)))
     if unanswerable and rng.random() < 0.2:
         picked.append(rng.choice(unanswerable))
-    out += [(name, t[name].instruction(q), a) for q, a in picked]
+    out += [(name, name, t[name].instruction(q), a) for q, a in picked]
     if rng.random() < (0.9 if page.kind != "report" else 0.6):
         group = rng.sample(pairs, min(len(pairs), rng.randint(2, 4)))
-        out.append((name, t[name].batched_instruction([q for q, _ in group]), {"answers": [a for _, a in group]}))
+        out.append((name, f"{name}-together", t[name].batched_instruction([q for q, _ in group]),
+                    {"answers": [a for _, a in group]}))
     if page.kind == "chart" and rng.random() < 0.3:
         q, a = page.docvqa[0]
-        out.append(("docvqa", t["docvqa"].instruction(q), a))
+        out.append(("docvqa", "docvqa", t["docvqa"].instruction(q), a))
     if page.fields is not None and rng.random() < 0.7:
-        out.append(("fields", t["fields"].instruction(None), page.fields))
+        out.append(("fields", "fields", t["fields"].instruction(None), page.fields))
+    return _checked(out)
+
+
+def _line_requests(page: pagegen.Page, rng: random.Random, k: int, together: float) -> list[tuple[str, str, str, str]]:
+    """k docvqa questions about the page's lines (curriculum.line_questions), and with probability
+    `together` 2-3 of them asked together."""
+    t = tasks()["docvqa"]
+    pairs = curriculum.line_questions(page.lines, k + 3, rng)
+    out = [("docvqa", "read", t.instruction(q), a) for q, a in pairs[:k]]
+    if len(pairs) > 1 and rng.random() < together:
+        group = rng.sample(pairs, min(len(pairs), rng.randint(2, 3)))
+        out.append(("docvqa", "read-together", t.batched_instruction([q for q, _ in group]),
+                    {"answers": [a for _, a in group]}))
+    return _checked(out)
+
+
+def stage_requests(stage: str, page: pagegen.Page, rng: random.Random) -> list[tuple[str, str, str, str]]:
+    """(task, kind, instruction, answer JSON) of the requests asked of a page in a curriculum stage
+    (curriculum.py): lines pages only their lines; real pages their lines and one task request
+    first, then the task with a line question now and then."""
+    if stage == "lines":
+        return _line_requests(page, rng, 3, together=0.5)
+    if stage == "pages":
+        return _line_requests(page, rng, 3, together=0.3) + _task_requests(page, rng, singles=1)[:2]
+    return _task_requests(page, rng) + (_line_requests(page, rng, 1, together=0) if rng.random() < 0.25 else [])
+
+
+def _checked(out: list[tuple[str, str, str, Any]]) -> list[tuple[str, str, str, str]]:
+    """Each answer validated against the schema the engine enforces, keys in its order, as JSON."""
     checked = []
-    for task_name, instruction, answer in out:
+    for task_name, kind, instruction, answer in out:
         validator, schema = _validator(task_name, len(answer["answers"]) if "answers" in answer else 0)
         validator.validate(answer)
         _check_order(answer, schema)
-        checked.append((task_name, instruction, answer_json(answer)))
+        checked.append((task_name, kind, instruction, answer_json(answer)))
     return checked
 
 
@@ -210,26 +244,30 @@ _PAGES: dict[tuple, list] = {}  # this process's last page block: (seed, block) 
 
 
 def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: int = 1, reuse: int = 1,
-               pad_id: int = 11) -> dict[str, torch.Tensor]:
-    """Batch `position` of the stream `seed`: the same inputs whatever process makes it."""
+               pad_id: int = 11, plan: curriculum.Curriculum = curriculum.Curriculum(),
+               stage: str | None = None) -> dict[str, torch.Tensor]:
+    """Batch `position` of the stream `seed`: the same inputs whatever process makes it. The
+    curriculum `plan` picks the stage of each page block; `stage` forces one (held-out batches)."""
     tok = tokenizer(tekken_path)
     block, repeat = batch_of(position, width, reuse)
-    key = (seed, block, pages)
+    stage = stage or plan.stage(block)
+    key = (seed, block, pages, stage)
     if key not in _PAGES:
         rng = random.Random(f"docintel-reader-pages-{seed}-{block}")
         shape = rng.choice(list(pagegen.SHAPES))
-        made = [pagegen.make_page(rng.getrandbits(48), shape=shape) for _ in range(pages)]
+        make = curriculum.make_lines_page if stage == "lines" else pagegen.make_page
+        made = [make(rng.getrandbits(48), shape=shape) for _ in range(pages)]
         _PAGES.clear()
         _PAGES[key] = [(page, render(page)) for page in made]
     rng = random.Random(f"docintel-reader-questions-{seed}-{block}-{repeat}")
     images, seqs, seq_image, kinds, cells = None, [], [], [], []
     inner = tok.instruct_tokenizer.tokenizer
     for j, (page, png) in enumerate(_PAGES[key]):
-        for task_name, instruction, answer in requests_for(page, rng):
+        for _, kind, instruction, answer in stage_requests(stage, page, rng):
             tokens, n_prompt, image = encode(tok, png, instruction, answer)
             seqs.append((tokens, n_prompt, value_weights(inner, tokens[n_prompt:], answer)))
             seq_image.append(j)
-            kinds.append(KINDS.index(task_name + ("-together" if answer.startswith('{"answers"') else "")))
+            kinds.append(KINDS.index(kind))
         if images is None:  # bf16: what the engine feeds a bf16 model
             images = torch.empty((pages, *image.shape), dtype=torch.bfloat16)
         images[j].copy_(torch.from_numpy(image))
@@ -257,11 +295,12 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
 class BatchStream(torch.utils.data.IterableDataset):
     """Positions start, start+1, ... of one seed's stream; DataLoader worker k of n makes those with
     (position - start) % n == k, and the DataLoader hands them back in order. What a position holds
-    depends on (seed, width, reuse) only; with n == width each worker renders its pages once."""
+    depends on (seed, width, reuse, plan) only; with n == width each worker renders its pages once."""
 
-    def __init__(self, seed: int, start: int, pages: int, tekken_path: str, width: int, reuse: int):
+    def __init__(self, seed: int, start: int, pages: int, tekken_path: str, width: int, reuse: int,
+                 plan: curriculum.Curriculum = curriculum.Curriculum()):
         self.seed, self.start, self.pages, self.tekken_path = seed, start, pages, tekken_path
-        self.width, self.reuse = width, reuse
+        self.width, self.reuse, self.plan = width, reuse, plan
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -269,5 +308,5 @@ class BatchStream(torch.utils.data.IterableDataset):
         torch.set_num_threads(1)
         position = self.start + k
         while True:
-            yield make_batch(self.seed, position, self.pages, self.tekken_path, self.width, self.reuse)
+            yield make_batch(self.seed, position, self.pages, self.tekken_path, self.width, self.reuse, plan=self.plan)
             position += n

@@ -23,6 +23,7 @@ SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
 RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
 FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
 _SCALE = {"helv": 1.0, "tiro": 1.1, "cour": 1.1}  # Times and Courier have smaller capitals per em
+MIN_PX = 20  # the smallest body text, px per em (Helvetica; Times and Courier x1.1): a digit about one 14 px patch
 
 _VENDOR_A = ["Acme", "Northwind", "Blue River", "Summit", "Redwood", "Silverline", "Greenfield", "Lakeside",
              "Brightstar", "Oakridge", "Ironbridge", "Westbrook", "Harbor", "Pinecrest", "Maple", "Cobalt",
@@ -72,6 +73,7 @@ class Page:
     chartqa: list[tuple[str, dict]] = field(default_factory=list)
     fields: dict | None = None  # invoice schema answer (invoices only)
     chars: list[tuple[str, float, float]] = field(default_factory=list)  # every character's centre, in px at RENDER
+    lines: list[str] = field(default_factory=list)  # the text lines, top to bottom (text_lines)
 
 
 def money(x: float) -> str:
@@ -139,6 +141,11 @@ class _Canvas:
         shape.commit()
 
 
+def _sizes(top: int, font: str) -> range:
+    """Font sizes to try, largest first: `top` down to MIN_PX, both scaled for the font."""
+    return range(round(top * _SCALE[font]), round(MIN_PX * _SCALE[font]) - 1, -1)
+
+
 def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> _Canvas:
     """The largest size at which one of the layout variants fits (tried in order); else the smallest."""
     state = rng.getstate()
@@ -153,17 +160,36 @@ def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, 
     return canvas
 
 
+def _first_fitting(make, rng: random.Random, shape: str, tries: int = 5) -> tuple:
+    """make(rng, shape, fewer): the page laid out at the largest size that fits, down to MIN_PX; where
+    none fits, the same page (the same random choices) with narrower margins and less on it."""
+    state = rng.getstate()
+    for fewer in range(tries):
+        rng.setstate(state)
+        made = make(rng, shape, fewer)
+        if made[0].fits():
+            break
+    return made
+
+
 def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], dict]:
+    """Less on the page at each retry: narrower margins, fewer line items, no buyer, no heading word."""
+    return _first_fitting(_invoice_once, rng, shape)
+
+
+def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]], dict]:
     width, height = SHAPES[shape]
     vendor = " ".join(p for p in (rng.choice(_VENDOR_A), rng.choice(_VENDOR_B), rng.choice(_VENDOR_C)) if p)
     inv_no, date = _invoice_number(rng), _date(rng)
     due = _date(rng) if rng.random() < 0.5 else None
     buyer = _name(rng) if rng.random() < 0.7 else None
+    buyer = buyer if fewer < 2 else None
     items = []
     for desc in rng.sample(_ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
         qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 20])
         price = rng.choice([rng.randint(1, 99), rng.randint(10, 999) + rng.choice([0, 0.5, 0.25, 0.99])])
         items.append((desc, qty, round(qty * price, 2)))
+    items = items[: max(1, len(items) - fewer)]  # after the draws: a retry keeps the rest of the invoice
     subtotal = round(sum(a for _, _, a in items), 2)
     rate = rng.choice([0, 0, 0.05, 0.07, 0.1, 0.19, 0.2]) if rng.random() < 0.6 else None
     tax = round(subtotal * rate, 2) if rate is not None else None
@@ -178,6 +204,8 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
     date_label = rng.choice(["Date:", "Invoice date:", "Date of issue:"])
     due_label = rng.choice(["Due date:", "Payment due:", "Due:"])
     total_label = rng.choice(["Total:", "Total due:", "Amount due:", "TOTAL"])
+    if fewer >= 3:  # a long date in Courier does not fit a portrait page's width at 20 px with a long label
+        no_label, date_label, due_label = "Invoice #:", "Date:", "Due:"
     head = rng.choice(["Description", "Item"]), rng.choice(["Qty", "Quantity"]), rng.choice(["Amount", "Total"])
     variants = ("two_col", "stacked") if shape == "landscape" or rng.random() < 0.3 else ("stacked", "two_col")
     lines = {"no": f"{no_label} {inv_no}", "date": f"{date_label} {date}",
@@ -185,14 +213,16 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
              "subtotal": f"Subtotal: {money(subtotal)}" if tax is not None else None,
              "tax": (f"Tax ({round(rate * 100)}%): {money(tax)}" if rng.random() < 0.5 else f"Tax: {money(tax)}")
              if tax is not None else None, "total": f"{total_label} {total_text}"}
-    ruled, heading_word = rng.random() < 0.5, rng.random() < 0.5
+    ruled, heading_word = rng.random() < 0.5, rng.random() < 0.5 and fewer < 3
     align = rng.choice(["left", "left", "center", "right"])
     totals_right = rng.random() < 0.5
-    mx, my = rng.randint(18, 40), rng.randint(14, 40)
+    mx, my = max(8, rng.randint(18, 40) - 12 * fewer), max(8, rng.randint(14, 40) - 10 * fewer)
 
     def layout(c: _Canvas, fs: int, mode: str) -> None:
         two_col = mode == "two_col"
         step, ts = fs * 1.45, fs + rng.randint(4, 8)
+        room = width - 2 * mx - 4  # a long vendor name in a wide font: its title no larger than fits
+        ts = max(fs, min(ts, int(ts * room / pymupdf.get_text_length(vendor, fontname=bold, fontsize=ts))))
         x_title = {"left": mx, "center": width / 2, "right": width - mx}["left" if two_col else align]
         y = my + ts
         c.text(x_title, y, vendor, bold, ts, align)
@@ -233,7 +263,7 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
                 size, font = (fs + 1, bold) if key == "total" else (fs, reg)
                 c.text(x_amt if totals_right else mx, y, lines[key], font, size, "right" if totals_right else "left")
 
-    canvas = _fit(rng, width, height, layout, range(round(rng.randint(19, 24) * _SCALE[reg]), 13, -1), variants)
+    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg), variants)
     qa = [("What is the total amount?", {"answer": total_text, "evidence": lines["total"]}),
           ("What is the date?", {"answer": date, "evidence": lines["date"]}),
           ("What is the invoice number?", {"answer": inv_no, "evidence": lines["no"]}),
@@ -246,6 +276,11 @@ def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, d
 
 
 def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]]]:
+    """Narrower margins at each retry."""
+    return _first_fitting(_report_once, rng, shape)
+
+
+def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
     letter = rng.random() < 0.3
     if letter:
@@ -253,19 +288,22 @@ def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, di
     else:
         parts = [rng.choice(_PERIOD), rng.choice(_TOPIC), rng.choice(_KIND)]
         title = " ".join(parts[rng.random() < 0.3:] + ([str(rng.randint(2018, 2026))] if rng.random() < 0.5 else []))
+    if fewer >= 2 and title[-4:].isdigit():  # a long title in Courier Bold: without its year it fits
+        title = title[:-5]
     date = _date(rng)
     date_line = rng.choice(["Date: {}", "{}", "Issued: {}", "Dated {}"]).format(date)
     greeting = f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(_LAST)},"
     extra = [greeting if letter else f"Prepared by: {_name(rng)}", f"Department: {rng.choice(_TOPIC)}"]
-    body = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(4, 7))).capitalize()
-            for _ in range(rng.randint(3, 7))]
+    words = [rng.choice(_WORDS) for _ in range(rng.randint(12, 40))]
+    words[0] = words[0].capitalize()
     reg, bold = rng.choice(FONTS)
     align = rng.choice(["left", "left", "center"])
     date_first = rng.random() < 0.4
-    mx, my = rng.randint(18, 44), rng.randint(20, 70)
+    mx, my = max(8, rng.randint(18, 44) - 12 * fewer), max(8, rng.randint(20, 60) - 12 * fewer)
+    n_extra, body_less = rng.randint(0, 2), rng.randint(0, 4)
 
     def layout(c: _Canvas, ts: int) -> None:
-        fs = max(16, min(21, ts - rng.randint(5, 9)))
+        fs = max(round(MIN_PX * _SCALE[reg]), ts - 4 - body_less)
         x = width / 2 if align == "center" else mx
         y = my + ts
         if date_first:
@@ -276,17 +314,24 @@ def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, di
         if not date_first:
             y += fs * 1.6
             c.text(x, y, date_line, reg, fs, align)
-        for s in extra[: rng.randint(0, 2)]:
+        for s in extra[:n_extra]:
             y += fs * 1.5
             c.text(mx, y, s, reg, fs)
         y += fs * 0.8
-        for s in body:
-            y += fs * 1.45
-            c.text(mx, y, s, reg, fs - 2)
-            if y > height - 3 * fs:
-                break
+        line: list[str] = []
+        for word in words + [None]:  # the body wrapped to the page's width, as many lines as fit
+            wider = word is not None and pymupdf.get_text_length(" ".join(line + [word]), fontname=reg,
+                                                                  fontsize=fs) > width - 2 * mx - 2
+            if line and (word is None or wider):
+                if y + fs * 1.45 > height - fs:
+                    break
+                y += fs * 1.45
+                c.text(mx, y, " ".join(line), reg, fs)
+                line = []
+            if word is not None:
+                line.append(word)
 
-    canvas = _fit(rng, width, height, layout, range(round(rng.randint(22, 30) * _SCALE[reg]), 15, -1))
+    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(26, 32), reg))
     qa = [("What is the title?", {"answer": title, "evidence": title}),
           ("What is the date?", {"answer": date, "evidence": date_line}),
           ("What is the total amount?", UNANSWERABLE), ("What is the invoice number?", UNANSWERABLE)]
@@ -294,9 +339,15 @@ def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, di
 
 
 def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """Fewer bars (3 at least) and narrower margins at each retry."""
+    return _first_fitting(_chart_once, rng, shape)
+
+
+def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
     dim = rng.choice(list(_DIMS))
     labels = rng.sample(_DIMS[dim], min(len(_DIMS[dim]), rng.randint(3, 6)))
+    labels = labels[: max(3, len(labels) - fewer)]
     if dim in ("year", "quarter", "month"):
         labels.sort(key=_DIMS[dim].index)
     unit = rng.choice(_UNITS)
@@ -312,10 +363,10 @@ def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dic
     title = f"{rng.choice(_METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
     reg, bold = rng.choice(FONTS)
     color = rng.choice([(0.2, 0.4, 0.8), (0.85, 0.4, 0.1), (0.2, 0.6, 0.3), (0.5, 0.5, 0.5), (0.6, 0.2, 0.6)])
-    mx, title_align = rng.randint(20, 50), rng.choice(["left", "center"])
+    mx, title_align = max(8, rng.randint(20, 50) - 12 * fewer), rng.choice(["left", "center"])
 
     def layout(c: _Canvas, ts: int) -> None:
-        fs = max(15, ts - 2)
+        fs = max(round(MIN_PX * _SCALE[reg]), ts - 2)
         c.text(width / 2 if title_align == "center" else mx, 16 + ts, title, bold, ts, title_align)
         top, base = 16 + ts * 2 + fs * 1.6, height - fs * 2.2
         slot = (width - 2 * mx) / len(labels)
@@ -328,7 +379,7 @@ def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dic
             c.text(cx, base - h - fs * 0.35, text, reg, fs, "center")
             c.text(cx, base + fs * 1.3, label, reg, fs, "center")
 
-    canvas = _fit(rng, width, height, layout, range(round(rng.randint(18, 24) * _SCALE[reg]), 13, -1))
+    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg))
     chartqa = [(f"What is the value for {label}?", {"answer": text, "value": number(value), "unit": unit})
                for label, value, text in zip(labels, values, printed)]
     top = values.index(max(values))
@@ -356,13 +407,33 @@ def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> P
         canvas, docvqa, chartqa = _chart(rng, shape)
     else:
         raise ValueError(f"unknown page kind {kind!r}")
+    return finish(kind, shape, canvas, docvqa, chartqa, fields)
+
+
+def finish(kind: str, shape: str, canvas: _Canvas, docvqa: list, chartqa: list | None = None,
+           fields: dict | None = None) -> Page:
+    """The Page of a laid-out canvas: its PDF, its characters' centres and its lines."""
     doc = pymupdf.open()
     page = doc.new_page(width=SHAPES[shape][0], height=SHAPES[shape][1])
     canvas.draw(page)
     pdf = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
     chars = [c for op in canvas.ops if op[0] == "text" for c in reading.text_chars(op[1], op[2], op[3], op[4], op[5])]
-    return Page(kind=kind, shape=shape, pdf=pdf, docvqa=docvqa, chartqa=chartqa, fields=fields, chars=chars)
+    return Page(kind=kind, shape=shape, pdf=pdf, docvqa=docvqa, chartqa=chartqa or [], fields=fields, chars=chars,
+                lines=text_lines(canvas))
+
+
+def text_lines(canvas: _Canvas) -> list[str]:
+    """The page's lines as a reader sees them: texts on one baseline (within a fifth of their size)
+    joined left to right with a space, top to bottom."""
+    texts = sorted((op[2], op[1], op[3], op[5]) for op in canvas.ops if op[0] == "text")
+    lines: list[list[tuple]] = []
+    for t in texts:
+        if lines and abs(t[0] - lines[-1][0][0]) <= 0.2 * t[3]:
+            lines[-1].append(t)
+        else:
+            lines.append([t])
+    return [" ".join(s for _, _, s, _ in sorted(line, key=lambda t: t[1])) for line in lines]
 
 
 def page_row(page: Page, doc_id: str = "gen") -> dict[str, Any]:

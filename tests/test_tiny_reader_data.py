@@ -1,0 +1,112 @@
+"""The tiny reader's training pages and curriculum (tools/reader/pagegen.py, curriculum.py): text at
+least MIN_PX on every generated page, nothing drawn off the page or over other text, line questions
+whose answers are what is drawn, and a training stream that goes from lines to pages to the task."""
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/
+
+
+def _canvases(monkeypatch, make, seeds, **kw):
+    """The laid-out canvas behind each page `make` returns (pagegen.finish receives it)."""
+    from tools.reader import pagegen
+
+    seen, finish = [], pagegen.finish
+    monkeypatch.setattr(pagegen, "finish", lambda kind, shape, canvas, *a, **k: seen.append(canvas) or
+                        finish(kind, shape, canvas, *a, **k))
+    pages = [make(seed, **kw) for seed in seeds]
+    return list(zip(pages, seen))
+
+
+def test_generated_pages_fit_and_their_text_is_at_least_min_px(monkeypatch):
+    from tools.reader import curriculum, pagegen
+
+    for kind in ("invoice", "report", "chart"):
+        for page, canvas in _canvases(monkeypatch, pagegen.make_page, range(120), kind=kind):
+            sizes = [op[5] for op in canvas.ops if op[0] == "text"]
+            font = next(op[4] for op in canvas.ops if op[0] == "text" and op[5] == min(sizes))
+            scale = 1.0 if font.startswith("h") else 1.1  # Times and Courier: smaller capitals per em
+            assert canvas.fits(), (kind, page.lines)
+            assert min(sizes) >= round(pagegen.MIN_PX * scale), (kind, min(sizes), font)
+    for page, canvas in _canvases(monkeypatch, curriculum.make_lines_page, range(200)):
+        assert canvas.fits() and 1 <= len(page.lines) <= 3
+        assert min(op[5] for op in canvas.ops if op[0] == "text") >= pagegen.MIN_PX
+
+
+def test_line_questions_ask_for_what_is_drawn_in_the_cells_of_the_page():
+    """Each line's characters are read, in the [IMG] tokens' order, off the cells the reading loss
+    names; the line questions' answers are those lines."""
+    from tools.reader import curriculum, pagegen, reading
+
+    for page in [curriculum.make_lines_page(s) for s in range(30)] + [pagegen.make_page(s) for s in range(10)]:
+        w, h = pagegen.SHAPES[page.shape]
+        targets = reading.cell_targets(page.chars, w, h)
+        read = "".join(reading.CHARS[t - 1] if t < reading.OTHER else "?" for row in targets for t in row if t)
+        drawn = "".join(c for c, _, _ in page.chars if not c.isspace())
+        assert sorted(read.replace("?", "")) == sorted(c for c in drawn if c in reading.CHARS)
+        if page.kind == "lines":  # well apart vertically: each line lies in its own cell rows
+            for line in page.lines:
+                assert "".join(c if c in reading.CHARS else "?" for c in line if c != " ") in read, (line, read)
+        pairs = curriculum.line_questions(page.lines, 20, random.Random(0))
+        for question, answer in pairs:
+            if question == curriculum.TRANSCRIBE:
+                assert answer["answer"] == " ".join(page.lines)
+            else:
+                assert answer["answer"] in page.lines and answer["evidence"] == answer["answer"]
+
+
+def test_the_stream_reads_lines_then_pages_then_the_task(tmp_path):
+    from tools.reader import curriculum, data
+
+    tekken = str(data.write_tekken(tmp_path / "tekken.json"))
+    plan = curriculum.Curriculum.from_steps(2, 2, reuse=2)  # one block of each, two batches a block
+    assert (plan.lines, plan.pages) == (1, 1)
+    kinds = [{data.KINDS[k] for k in data.make_batch(3, position, 2, tekken, 1, 2, plan=plan)["kind"].tolist()}
+             for position in range(6)]
+    reading_kinds = {"read", "read-together"}
+    assert kinds[0] <= reading_kinds and kinds[1] <= reading_kinds  # block 0: lines pages, lines only
+    assert kinds[2] & reading_kinds and kinds[2] - reading_kinds  # block 1: real pages, lines and the task
+    assert kinds[3] & reading_kinds and kinds[3] - reading_kinds
+    assert kinds[4] - reading_kinds and kinds[5] - reading_kinds  # then the task
+    again = data.make_batch(3, 2, 2, tekken, 1, 2, plan=plan)  # a position holds the same batch
+    assert again["tokens"].equal(data.make_batch(3, 2, 2, tekken, 1, 2, plan=plan)["tokens"])
+
+
+def test_a_reader_that_answers_as_trained_scores_full_marks_on_the_gold_set_and_not_on_its_twins(tmp_path):
+    """The held-out gold set (tools/reader/goldset.py) in eval's own format, scored by eval's own
+    scoring: the answers training teaches (pagegen's JSON) score 1.0 on every item, so an eval
+    threshold of 0.9 asks for reading, not for a format; the same answers joined to the swapped twin
+    (each document holds another page) score far lower."""
+    import json
+
+    from pipeline.evaluation.evaluate import load_gold, score_items
+    from tools.reader import goldset, pagegen
+
+    seeds = range(goldset.HELD_OUT_SEED, goldset.HELD_OUT_SEED + 24)
+    answers = {}  # (document name, question) -> the JSON training teaches for it
+    for seed in seeds:
+        page = pagegen.make_page(seed)
+        for q, a in page.docvqa + page.chartqa + ([(None, page.fields)] if page.fields else []):
+            answers[(f"{page.kind}-{seed}.pdf", q)] = a
+    for broken, expect in ((None, 1.0), ("swap", 0.3)):
+        paths = goldset.write(tmp_path / str(broken), pages=len(seeds), broken=broken)
+        assert {p.name for p in (tmp_path / str(broken) / "docs").iterdir()} == {k[0] for k in answers}
+        for task, path in paths.items():
+            items = load_gold(path)
+            assert items and all(Path(i.document).is_file() for i in items)
+            names = sorted({Path(i.document).name for i in items})
+            # a reader answering what is on the page it is given: on the swapped twin, the next page's
+            rows = []
+            for item in items:
+                name = Path(item.document).name
+                shown = name if broken is None else names[(names.index(name) + 1) % len(names)]
+                same = [a for (doc, q), a in answers.items() if doc == shown and q == item.question]
+                rows.append({"source_uri": item.document, "page_index": 0, "question": item.question,
+                             "answer_json": json.dumps(same[0]) if same else None})
+            scores = score_items(items, rows, task, "t").to_pylist()
+            mean = sum(s["score"] for s in scores) / len(scores)
+            if broken is None:
+                assert mean == 1.0, (task, [(s["question"], s["references"], s["prediction"]) for s in scores if s["score"] < 1][:4])
+            else:
+                assert mean < expect, (task, mean)

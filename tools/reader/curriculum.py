@@ -1,0 +1,107 @@
+"""The reading curriculum: learn to read large lines first, then whole pages, then the task.
+
+The first training run (README) learned the answers' language and never looked at the page: a task
+request asks for 2-4 values of a page, so most of what the loss rewards needs no image. Donut,
+Pix2Struct and GOT-OCR start with a short stage of pure reading on rendered text; so does this:
+
+1. `lines`: pages holding 1-3 large lines (26-40 px; a digit spans 1-2 patches), asked what is
+   written on line k, or on the whole page. Every answer token is read off the page.
+2. `pages`: the generator's real pages (invoices, reports, charts), asked for their lines (line k,
+   the last line, short pages whole) and one task request each.
+3. `task`: the task requests as the pipeline asks them, with a line question now and then so reading
+   stays trained.
+
+Every request is a docvqa request, asked with the pipeline's own instruction and schema
+({"answer", "evidence"}; a line's evidence is the line itself): the exported model sees no prompt
+at training that the pipeline does not send. A stage is chosen per block of pages (data.batch_of),
+so a position of the stream holds the same batch whatever process makes it, and a resumed run goes
+on in the stage it was in.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pymupdf
+
+from tools.reader import pagegen
+
+STAGES = ("lines", "pages", "task")
+TRANSCRIBE = "What is all the text on this page?"
+TRANSCRIBE_MAX = 160  # characters: a longer page is asked line by line only
+_ORDINAL = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+
+
+@dataclass(frozen=True)
+class Curriculum:
+    """Page blocks in each stage: blocks [0, lines) read lines, [lines, lines + pages) read pages,
+    the rest the task. Curriculum() is the task alone."""
+    lines: int = 0
+    pages: int = 0
+
+    def stage(self, block: int) -> str:
+        return "lines" if block < self.lines else ("pages" if block < self.lines + self.pages else "task")
+
+    @classmethod
+    def from_steps(cls, lines_steps: int, pages_steps: int, reuse: int) -> "Curriculum":
+        """Training steps per stage -> page blocks (each block serves `reuse` steps)."""
+        return cls(-(-lines_steps // reuse), -(-pages_steps // reuse))
+
+
+def _line_text(rng: random.Random, value_only: bool = False) -> str:
+    """One line of what documents hold: dates, amounts, numbers, names, words, label: value."""
+    kind = rng.randrange(4 if value_only else 7)
+    if kind == 0:
+        return pagegen._date(rng)
+    if kind == 1:
+        symbol = rng.choice(["$", "£", "EUR ", ""])
+        return f"{symbol}{pagegen.money(rng.randint(1, 99999) + rng.choice([0, 0.5, 0.25, 0.99]))}"
+    if kind == 2:
+        return pagegen._invoice_number(rng)
+    if kind == 3:
+        return pagegen._name(rng)
+    if kind == 4:
+        return " ".join(p for p in (rng.choice(pagegen._VENDOR_A), rng.choice(pagegen._VENDOR_B)) if p)
+    if kind == 5:
+        return " ".join(rng.choice(pagegen._WORDS) for _ in range(rng.randint(1, 3))).capitalize()
+    label = rng.choice(["Total:", "Date:", "No:", "Ref:", "Qty:", "Tax:", "Due:", "Invoice #:"])
+    return f"{label} {_line_text(rng, value_only=True)}"
+
+
+def make_lines_page(seed: int, shape: str | None = None) -> pagegen.Page:
+    """Stage 1's page: 1-3 lines of 26-40 px text, anywhere on the page, in one of the generator's
+    fonts; its questions ask for each line and for the whole page."""
+    rng = random.Random(f"docintel-reader-lines-{seed}")
+    shape = shape or rng.choice(list(pagegen.SHAPES))
+    width, height = pagegen.SHAPES[shape]
+    texts = [_line_text(rng) for _ in range(rng.randint(1, 3))]
+    regular, bold = rng.choice(pagegen.FONTS)
+    font = rng.choice((regular, bold))
+    size = round(rng.randint(26, 40) * pagegen._SCALE[regular])
+    state = rng.getstate()
+    for size in range(size, round(pagegen.MIN_PX * pagegen._SCALE[regular]) - 1, -2):  # smaller until it fits
+        rng.setstate(state)
+        canvas = pagegen._Canvas(width, height)
+        gaps = [rng.uniform(size * 1.5, size * 2.5) for _ in texts[1:]]
+        y = rng.uniform(size + 10, max(size + 10, height - 12 - sum(gaps)))
+        for s, gap in zip(texts, gaps + [0]):
+            w = pymupdf.get_text_length(s, fontname=font, fontsize=size)
+            canvas.text(rng.uniform(10, max(10, width - w - 10)), y, s, font, size)
+            y += gap
+        if canvas.fits():
+            break
+    lines = pagegen.text_lines(canvas)
+    return pagegen.finish("lines", shape, canvas, line_questions(lines, len(lines) + 1, rng))
+
+
+def line_questions(lines: list[str], k: int, rng: random.Random) -> list[tuple[str, dict]]:
+    """Up to k (question, docvqa answer) pairs about a page's lines: line n (n <= 8), the last line,
+    and the whole page when it is short."""
+    pairs = [(f"What is written on the {_ORDINAL[i]} line?", {"answer": s, "evidence": s})
+             for i, s in enumerate(lines[: len(_ORDINAL)])]
+    if len(lines) > 1:
+        pairs.append(("What is written on the last line?", {"answer": lines[-1], "evidence": lines[-1]}))
+    whole = " ".join(lines)
+    if len(whole) <= TRANSCRIBE_MAX:
+        pairs.append((TRANSCRIBE, {"answer": whole, "evidence": whole}))
+    return rng.sample(pairs, min(k, len(pairs)))
