@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.reader import data, export, pagegen  # noqa: E402
-from tools.reader.model import TINY, ModelArgs, TinyReader  # noqa: E402
+from tools.reader.model import TINY, TinyReader  # noqa: E402
 
 STEPS = 12
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import pymupdf
 
-from tools.reader import pagegen
+from tools.reader import pagegen, vocab
 
 STAGES = ("lines", "pages", "task")
 TRANSCRIBE = "What is all the text on this page?"
@@ -52,18 +52,18 @@ def _line_text(rng: random.Random, value_only: bool = False) -> str:
     """One line of what documents hold: dates, amounts, numbers, names, words, label: value."""
     kind = rng.randrange(4 if value_only else 7)
     if kind == 0:
-        return pagegen._date(rng)
+        return vocab.date(rng)
     if kind == 1:
         symbol = rng.choice(["$", "£", "EUR ", ""])
-        return f"{symbol}{pagegen.money(rng.randint(1, 99999) + rng.choice([0, 0.5, 0.25, 0.99]))}"
+        return f"{symbol}{vocab.money(rng.randint(1, 99999) + rng.choice([0, 0.5, 0.25, 0.99]))}"
     if kind == 2:
-        return pagegen._invoice_number(rng)
+        return vocab.invoice_number(rng)
     if kind == 3:
-        return pagegen._name(rng)
+        return vocab.name(rng)
     if kind == 4:
-        return " ".join(p for p in (rng.choice(pagegen._VENDOR_A), rng.choice(pagegen._VENDOR_B)) if p)
+        return " ".join(p for p in (rng.choice(vocab.VENDOR_A), rng.choice(vocab.VENDOR_B)) if p)
     if kind == 5:
-        return " ".join(rng.choice(pagegen._WORDS) for _ in range(rng.randint(1, 3))).capitalize()
+        return " ".join(rng.choice(vocab.WORDS) for _ in range(rng.randint(1, 3))).capitalize()
     label = rng.choice(["Total:", "Date:", "No:", "Ref:", "Qty:", "Tax:", "Due:", "Invoice #:"])
     return f"{label} {_line_text(rng, value_only=True)}"
 
@@ -77,11 +77,11 @@ def make_lines_page(seed: int, shape: str | None = None) -> pagegen.Page:
     texts = [_line_text(rng) for _ in range(rng.randint(1, 3))]
     regular, bold = rng.choice(pagegen.FONTS)
     font = rng.choice((regular, bold))
-    size = round(rng.randint(26, 40) * pagegen._SCALE[regular])
+    size = round(rng.randint(26, 40) * pagegen.SCALE[regular])
     state = rng.getstate()
-    for size in range(size, round(pagegen.MIN_PX * pagegen._SCALE[regular]) - 1, -2):  # smaller until it fits
+    for size in range(size, round(pagegen.MIN_PX * pagegen.SCALE[regular]) - 1, -2):  # smaller until it fits
         rng.setstate(state)
-        canvas = pagegen._Canvas(width, height)
+        canvas = pagegen.Canvas(width, height)
         gaps = [rng.uniform(size * 1.5, size * 2.5) for _ in texts[1:]]
         y = rng.uniform(size + 10, max(size + 10, height - 12 - sum(gaps)))
         for s, gap in zip(texts, gaps + [0]):

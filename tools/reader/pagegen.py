@@ -6,8 +6,11 @@ task's JSON (docvqa {"answer","evidence"}, chartqa {"answer","value","unit"}) an
 `fields` answer of schemas/fields/invoice.json. Same seed, same page, same bytes.
 
 Pages are small in points and the text is large: rendered at RENDER (max_side 560, so 1 pt = 1 px)
-body text is 15-20 px high per em (capitals and digits >= ~11-14 px), and both page shapes are
-multiples of 28 px (Pixtral's merged patch), so mistral_common's resize leaves the pixels alone.
+text is at least MIN_PX = 20 px per em (Times and Courier 22; capitals and digits >= ~14 px, one
+patch), titles up to ~34; a layout that does not fit at 20 px is drawn again with narrower margins
+and less on the page (fewer line items or bars, shorter labels), the same random choices otherwise.
+Both page shapes are multiples of 28 px (Pixtral's merged patch), so mistral_common's resize leaves
+the pixels alone. The words and values come from vocab.py.
 """
 from __future__ import annotations
 
@@ -17,50 +20,14 @@ from typing import Any
 
 import pymupdf
 
-from tools.reader import reading
+from tools.reader import reading, vocab
 
 SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
 RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
 FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
-_SCALE = {"helv": 1.0, "tiro": 1.1, "cour": 1.1}  # Times and Courier have smaller capitals per em
+SCALE = {"helv": 1.0, "tiro": 1.1, "cour": 1.1}  # Times and Courier have smaller capitals per em
 MIN_PX = 20  # the smallest body text, px per em (Helvetica; Times and Courier x1.1): a digit about one 14 px patch
 
-_VENDOR_A = ["Acme", "Northwind", "Blue River", "Summit", "Redwood", "Silverline", "Greenfield", "Lakeside",
-             "Brightstar", "Oakridge", "Ironbridge", "Westbrook", "Harbor", "Pinecrest", "Maple", "Cobalt",
-             "Evergreen", "Falcon", "Horizon", "Keystone", "Riverside", "Sunrise", "Atlas", "Nordic"]
-_VENDOR_B = ["Supplies", "Trading", "Logistics", "Industries", "Systems", "Consulting", "Print", "Office",
-             "Foods", "Electric", "Partners", "Services", "Tools", "Media"]
-_VENDOR_C = ["Ltd", "Inc.", "GmbH", "LLC", "Co.", "", "", ""]
-_FIRST = ["Anna", "Ben", "Clara", "David", "Elena", "Frank", "Grace", "Hugo", "Ines", "Jonas", "Karin", "Leo",
-          "Maria", "Nils", "Olga", "Paul", "Rita", "Sam", "Tina", "Victor"]
-_LAST = ["Meyer", "Smith", "Garcia", "Novak", "Rossi", "Becker", "Jensen", "Kowalski", "Martin", "Silva",
-         "Fischer", "Brown", "Dubois", "Larsen", "Weber", "Moreau"]
-_ITEMS = ["Paper A4", "Toner cartridge", "Delivery", "Consulting", "Office chairs", "USB cables",
-          "Printer service", "Coffee beans", "Desk lamp", "Monitor stand", "Software license", "Cleaning",
-          "Travel costs", "Labels", "Envelopes", "Training", "Maintenance", "Web hosting", "Repairs",
-          "Shipping", "Notebooks", "Design work", "Catering", "Storage"]
-_PERIOD = ["Annual", "Quarterly", "Monthly", "Weekly", "Interim", "Final", "Q1", "Q2", "Q3", "Q4"]
-_TOPIC = ["Sales", "Marketing", "Safety", "Budget", "Project", "Research", "Operations", "Staff",
-          "Customer", "Energy", "Audit", "Quality", "Supply"]
-_KIND = ["Report", "Review", "Summary", "Update", "Plan", "Proposal", "Minutes", "Overview"]
-_LETTERS = ["Letter of Intent", "Letter of Offer", "Notice of Meeting", "Letter of Thanks", "Notice of Change",
-            "Letter of Support", "Welcome Letter", "Price Notice"]
-_WORDS = ("the of and to in for on with as by this that from at are was will our new all each we it has "
-          "team plan data cost work year month part time price order level total group report office "
-          "market review next early final change result growth client member project budget service").split()
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
-_METRIC = ["Revenue", "Sales", "Costs", "Visitors", "Orders", "Profit", "Downloads", "Exports", "Output"]
-_DIMS = {"region": ["North", "South", "East", "West", "Central"], "quarter": ["Q1", "Q2", "Q3", "Q4"],
-         "year": [str(y) for y in range(2018, 2026)], "product": ["Alpha", "Beta", "Gamma", "Delta", "Omega", "Sigma"],
-         "month": [m[:3] for m in _MONTHS], "team": ["Red", "Blue", "Green", "Gold", "Gray"],
-         "country": ["France", "Spain", "Italy", "Japan", "Brazil", "Canada", "India", "Kenya", "Peru"]}
-_UNITS = ["%", "million EUR", "USD", "units", "tonnes", "thousand", None, None]
-_CURRENCY = [("$", "prefix", "USD"), ("EUR", "suffix", "EUR"), ("£", "prefix", "GBP"), ("GBP", "prefix", "GBP")]
-
-DOCVQA_INVOICE = ["What is the total amount?", "What is the date?", "What is the invoice number?",
-                  "What is the due date?"]
-DOCVQA_REPORT = ["What is the title?", "What is the date?"]
 UNANSWERABLE = {"answer": "unanswerable"}
 
 
@@ -76,35 +43,7 @@ class Page:
     lines: list[str] = field(default_factory=list)  # the text lines, top to bottom (text_lines)
 
 
-def money(x: float) -> str:
-    return f"{x:,.2f}"
-
-
-def number(x: float) -> int | float:
-    """A JSON number as the reader writes it: 2 decimals at most, integers without '.0'."""
-    x = round(x, 2)
-    return int(x) if x == int(x) else x
-
-
-def _date(rng: random.Random) -> str:
-    y, m, d = rng.randint(2018, 2026), rng.randint(1, 12), rng.randint(1, 28)
-    style = rng.randrange(6)
-    return [f"{y}-{m:02d}-{d:02d}", f"{d} {_MONTHS[m - 1][:3]} {y}", f"{_MONTHS[m - 1]} {d}, {y}",
-            f"{d:02d}/{m:02d}/{y}", f"{d:02d}.{m:02d}.{y}", f"{d} {_MONTHS[m - 1]} {y}"][style]
-
-
-def _name(rng: random.Random) -> str:
-    return f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-
-
-def _invoice_number(rng: random.Random) -> str:
-    digits = lambda n: "".join(rng.choice("0123456789") for _ in range(n))  # noqa: E731
-    letters = lambda n: "".join(rng.choice("ABCDEFGHKLMNPRSTUVWXYZ") for _ in range(n))  # noqa: E731
-    return [f"INV-{digits(rng.randint(4, 5))}", f"INV-{rng.randint(2018, 2026)}-{digits(4)}", digits(rng.randint(5, 6)),
-            f"{letters(1)}-{digits(4)}", f"{letters(2)}{digits(5)}"][rng.randrange(5)]
-
-
-class _Canvas:
+class Canvas:
     """Draw operations measured before drawing, so a layout can shrink until it fits the page."""
 
     def __init__(self, width: float, height: float):
@@ -143,17 +82,17 @@ class _Canvas:
 
 def _sizes(top: int, font: str) -> range:
     """Font sizes to try, largest first: `top` down to MIN_PX, both scaled for the font."""
-    return range(round(top * _SCALE[font]), round(MIN_PX * _SCALE[font]) - 1, -1)
+    return range(round(top * SCALE[font]), round(MIN_PX * SCALE[font]) - 1, -1)
 
 
-def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> _Canvas:
+def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> Canvas:
     """The largest size at which one of the layout variants fits (tried in order); else the smallest."""
     state = rng.getstate()
     canvas = None
     for size in sizes:
         for variant in variants:
             rng.setstate(state)  # same random layout choices at every size
-            canvas = _Canvas(width, height)
+            canvas = Canvas(width, height)
             layout(canvas, size) if variant is None else layout(canvas, size, variant)
             if canvas.fits():
                 return canvas
@@ -172,20 +111,20 @@ def _first_fitting(make, rng: random.Random, shape: str, tries: int = 5) -> tupl
     return made
 
 
-def _invoice(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], dict]:
+def _invoice(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]], dict]:
     """Less on the page at each retry: narrower margins, fewer line items, no buyer, no heading word."""
     return _first_fitting(_invoice_once, rng, shape)
 
 
-def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]], dict]:
+def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]], dict]:
     width, height = SHAPES[shape]
-    vendor = " ".join(p for p in (rng.choice(_VENDOR_A), rng.choice(_VENDOR_B), rng.choice(_VENDOR_C)) if p)
-    inv_no, date = _invoice_number(rng), _date(rng)
-    due = _date(rng) if rng.random() < 0.5 else None
-    buyer = _name(rng) if rng.random() < 0.7 else None
+    vendor = " ".join(p for p in (rng.choice(vocab.VENDOR_A), rng.choice(vocab.VENDOR_B), rng.choice(vocab.VENDOR_C)) if p)
+    inv_no, date = vocab.invoice_number(rng), vocab.date(rng)
+    due = vocab.date(rng) if rng.random() < 0.5 else None
+    buyer = vocab.name(rng) if rng.random() < 0.7 else None
     buyer = buyer if fewer < 2 else None
     items = []
-    for desc in rng.sample(_ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
+    for desc in rng.sample(vocab.ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
         qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 20])
         price = rng.choice([rng.randint(1, 99), rng.randint(10, 999) + rng.choice([0, 0.5, 0.25, 0.99])])
         items.append((desc, qty, round(qty * price, 2)))
@@ -194,11 +133,11 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, 
     rate = rng.choice([0, 0, 0.05, 0.07, 0.1, 0.19, 0.2]) if rng.random() < 0.6 else None
     tax = round(subtotal * rate, 2) if rate is not None else None
     total = round(subtotal + (tax or 0), 2)
-    symbol, where, code = rng.choice(_CURRENCY)
+    symbol, where, code = rng.choice(vocab.CURRENCY)
     if symbol in ("$", "£"):
-        total_text = f"{symbol}{money(total)}"
+        total_text = f"{symbol}{vocab.money(total)}"
     else:
-        total_text = f"{money(total)} {symbol}" if where == "suffix" else f"{symbol} {money(total)}"
+        total_text = f"{vocab.money(total)} {symbol}" if where == "suffix" else f"{symbol} {vocab.money(total)}"
     reg, bold = rng.choice(FONTS)
     no_label = rng.choice(["Invoice No:", "Invoice #:", "Invoice number:", "Invoice no."])
     date_label = rng.choice(["Date:", "Invoice date:", "Date of issue:"])
@@ -210,15 +149,15 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, 
     variants = ("two_col", "stacked") if shape == "landscape" or rng.random() < 0.3 else ("stacked", "two_col")
     lines = {"no": f"{no_label} {inv_no}", "date": f"{date_label} {date}",
              "due": f"{due_label} {due}" if due else None, "buyer": f"Bill to: {buyer}" if buyer else None,
-             "subtotal": f"Subtotal: {money(subtotal)}" if tax is not None else None,
-             "tax": (f"Tax ({round(rate * 100)}%): {money(tax)}" if rng.random() < 0.5 else f"Tax: {money(tax)}")
+             "subtotal": f"Subtotal: {vocab.money(subtotal)}" if tax is not None else None,
+             "tax": (f"Tax ({round(rate * 100)}%): {vocab.money(tax)}" if rng.random() < 0.5 else f"Tax: {vocab.money(tax)}")
              if tax is not None else None, "total": f"{total_label} {total_text}"}
     ruled, heading_word = rng.random() < 0.5, rng.random() < 0.5 and fewer < 3
     align = rng.choice(["left", "left", "center", "right"])
     totals_right = rng.random() < 0.5
     mx, my = max(8, rng.randint(18, 40) - 12 * fewer), max(8, rng.randint(14, 40) - 10 * fewer)
 
-    def layout(c: _Canvas, fs: int, mode: str) -> None:
+    def layout(c: Canvas, fs: int, mode: str) -> None:
         two_col = mode == "two_col"
         step, ts = fs * 1.45, fs + rng.randint(4, 8)
         room = width - 2 * mx - 4  # a long vendor name in a wide font: its title no larger than fits
@@ -255,7 +194,7 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, 
             y += step
             c.text(mx, y, desc, reg, fs)
             c.text(x_qty, y, str(qty), reg, fs, "center")
-            c.text(x_amt, y, money(amount), reg, fs, "right")
+            c.text(x_amt, y, vocab.money(amount), reg, fs, "right")
         y += step * 0.6
         for key in ("subtotal", "tax", "total"):
             if lines[key]:
@@ -269,32 +208,32 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, 
           ("What is the invoice number?", {"answer": inv_no, "evidence": lines["no"]}),
           ("What is the due date?", {"answer": due, "evidence": lines["due"]} if due else UNANSWERABLE)]
     fields = {"invoice_number": inv_no, "invoice_date": date, "due_date": due, "seller_name": vendor,
-              "buyer_name": buyer, "currency": code, "subtotal": number(subtotal) if tax is not None else None,
-              "tax": number(tax) if tax is not None else None, "total": number(total),
-              "line_items": [{"description": d, "quantity": q, "amount": number(a)} for d, q, a in items]}
+              "buyer_name": buyer, "currency": code, "subtotal": vocab.number(subtotal) if tax is not None else None,
+              "tax": vocab.number(tax) if tax is not None else None, "total": vocab.number(total),
+              "line_items": [{"description": d, "quantity": q, "amount": vocab.number(a)} for d, q, a in items]}
     return canvas, qa, fields
 
 
-def _report(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]]]:
+def _report(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]]]:
     """Narrower margins at each retry."""
     return _first_fitting(_report_once, rng, shape)
 
 
-def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]]]:
+def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
     letter = rng.random() < 0.3
     if letter:
-        title = rng.choice(_LETTERS)
+        title = rng.choice(vocab.LETTERS)
     else:
-        parts = [rng.choice(_PERIOD), rng.choice(_TOPIC), rng.choice(_KIND)]
+        parts = [rng.choice(vocab.PERIOD), rng.choice(vocab.TOPIC), rng.choice(vocab.KIND)]
         title = " ".join(parts[rng.random() < 0.3:] + ([str(rng.randint(2018, 2026))] if rng.random() < 0.5 else []))
     if fewer >= 2 and title[-4:].isdigit():  # a long title in Courier Bold: without its year it fits
         title = title[:-5]
-    date = _date(rng)
+    date = vocab.date(rng)
     date_line = rng.choice(["Date: {}", "{}", "Issued: {}", "Dated {}"]).format(date)
-    greeting = f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(_LAST)},"
-    extra = [greeting if letter else f"Prepared by: {_name(rng)}", f"Department: {rng.choice(_TOPIC)}"]
-    words = [rng.choice(_WORDS) for _ in range(rng.randint(12, 40))]
+    greeting = f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(vocab.LAST)},"
+    extra = [greeting if letter else f"Prepared by: {vocab.name(rng)}", f"Department: {rng.choice(vocab.TOPIC)}"]
+    words = [rng.choice(vocab.WORDS) for _ in range(rng.randint(12, 40))]
     words[0] = words[0].capitalize()
     reg, bold = rng.choice(FONTS)
     align = rng.choice(["left", "left", "center"])
@@ -302,8 +241,8 @@ def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, l
     mx, my = max(8, rng.randint(18, 44) - 12 * fewer), max(8, rng.randint(20, 60) - 12 * fewer)
     n_extra, body_less = rng.randint(0, 2), rng.randint(0, 4)
 
-    def layout(c: _Canvas, ts: int) -> None:
-        fs = max(round(MIN_PX * _SCALE[reg]), ts - 4 - body_less)
+    def layout(c: Canvas, ts: int) -> None:
+        fs = max(round(MIN_PX * SCALE[reg]), ts - 4 - body_less)
         x = width / 2 if align == "center" else mx
         y = my + ts
         if date_first:
@@ -338,19 +277,19 @@ def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, l
     return canvas, qa
 
 
-def _chart(rng: random.Random, shape: str) -> tuple[_Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+def _chart(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
     """Fewer bars (3 at least) and narrower margins at each retry."""
     return _first_fitting(_chart_once, rng, shape)
 
 
-def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
-    dim = rng.choice(list(_DIMS))
-    labels = rng.sample(_DIMS[dim], min(len(_DIMS[dim]), rng.randint(3, 6)))
+    dim = rng.choice(list(vocab.DIMS))
+    labels = rng.sample(vocab.DIMS[dim], min(len(vocab.DIMS[dim]), rng.randint(3, 6)))
     labels = labels[: max(3, len(labels) - fewer)]
     if dim in ("year", "quarter", "month"):
-        labels.sort(key=_DIMS[dim].index)
-    unit = rng.choice(_UNITS)
+        labels.sort(key=vocab.DIMS[dim].index)
+    unit = rng.choice(vocab.UNITS)
     style = "percent" if unit == "%" else rng.choice(["int", "int", "decimal"])
     while True:
         if style == "decimal":
@@ -360,13 +299,13 @@ def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, li
         if values.count(max(values)) == 1:
             break
     printed = [(f"{v:g}%" if style == "percent" else f"{v:g}") for v in values]
-    title = f"{rng.choice(_METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
+    title = f"{rng.choice(vocab.METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
     reg, bold = rng.choice(FONTS)
     color = rng.choice([(0.2, 0.4, 0.8), (0.85, 0.4, 0.1), (0.2, 0.6, 0.3), (0.5, 0.5, 0.5), (0.6, 0.2, 0.6)])
     mx, title_align = max(8, rng.randint(20, 50) - 12 * fewer), rng.choice(["left", "center"])
 
-    def layout(c: _Canvas, ts: int) -> None:
-        fs = max(round(MIN_PX * _SCALE[reg]), ts - 2)
+    def layout(c: Canvas, ts: int) -> None:
+        fs = max(round(MIN_PX * SCALE[reg]), ts - 2)
         c.text(width / 2 if title_align == "center" else mx, 16 + ts, title, bold, ts, title_align)
         top, base = 16 + ts * 2 + fs * 1.6, height - fs * 2.2
         slot = (width - 2 * mx) / len(labels)
@@ -380,11 +319,11 @@ def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[_Canvas, li
             c.text(cx, base + fs * 1.3, label, reg, fs, "center")
 
     canvas = _fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg))
-    chartqa = [(f"What is the value for {label}?", {"answer": text, "value": number(value), "unit": unit})
+    chartqa = [(f"What is the value for {label}?", {"answer": text, "value": vocab.number(value), "unit": unit})
                for label, value, text in zip(labels, values, printed)]
     top = values.index(max(values))
     chartqa += [("What is the highest value shown in the chart?",
-                 {"answer": printed[top], "value": number(values[top]), "unit": unit}),
+                 {"answer": printed[top], "value": vocab.number(values[top]), "unit": unit}),
                 ("Which label has the highest value?", {"answer": labels[top], "value": None, "unit": None})]
     return canvas, [("What is the title?", {"answer": title, "evidence": title})], chartqa
 
@@ -410,7 +349,7 @@ def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> P
     return finish(kind, shape, canvas, docvqa, chartqa, fields)
 
 
-def finish(kind: str, shape: str, canvas: _Canvas, docvqa: list, chartqa: list | None = None,
+def finish(kind: str, shape: str, canvas: Canvas, docvqa: list, chartqa: list | None = None,
            fields: dict | None = None) -> Page:
     """The Page of a laid-out canvas: its PDF, its characters' centres and its lines."""
     doc = pymupdf.open()
@@ -423,7 +362,7 @@ def finish(kind: str, shape: str, canvas: _Canvas, docvqa: list, chartqa: list |
                 lines=text_lines(canvas))
 
 
-def text_lines(canvas: _Canvas) -> list[str]:
+def text_lines(canvas: Canvas) -> list[str]:
     """The page's lines as a reader sees them: texts on one baseline (within a fifth of their size)
     joined left to right with a space, top to bottom."""
     texts = sorted((op[2], op[1], op[3], op[5]) for op in canvas.ops if op[0] == "text")
