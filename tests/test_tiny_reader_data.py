@@ -29,9 +29,10 @@ def test_generated_pages_fit_and_their_text_is_at_least_min_px(monkeypatch):
             scale = 1.0 if font.startswith("h") else 1.1  # Times and Courier: smaller capitals per em
             assert canvas.fits(), (kind, page.lines)
             assert min(sizes) >= round(pagegen.MIN_PX * scale), (kind, min(sizes), font)
-    for page, canvas in _canvases(monkeypatch, curriculum.make_lines_page, range(200)):
-        assert canvas.fits() and 1 <= len(page.lines) <= 3
-        assert min(op[5] for op in canvas.ops if op[0] == "text") >= pagegen.MIN_PX
+    for shape, most in ((None, 3), ("strip", 1)):
+        for page, canvas in _canvases(monkeypatch, curriculum.make_lines_page, range(200), shape=shape):
+            assert canvas.fits() and 1 <= len(page.lines) <= most
+            assert min(op[5] for op in canvas.ops if op[0] == "text") >= pagegen.MIN_PX
 
 
 def test_line_questions_ask_for_what_is_drawn_in_the_cells_of_the_page():
@@ -39,8 +40,9 @@ def test_line_questions_ask_for_what_is_drawn_in_the_cells_of_the_page():
     names; the line questions' answers are those lines."""
     from tools.reader import curriculum, pagegen, reading
 
-    for page in [curriculum.make_lines_page(s) for s in range(30)] + [pagegen.make_page(s) for s in range(10)]:
-        w, h = pagegen.SHAPES[page.shape]
+    for page in ([curriculum.make_lines_page(s) for s in range(30)] + [pagegen.make_page(s) for s in range(10)]
+                 + [curriculum.make_lines_page(s, "strip") for s in range(20)]):
+        w, h = pagegen.size_of(page.shape)
         targets = reading.cell_targets(page.chars, w, h)
         read = "".join(reading.CHARS[t - 1] if t < reading.OTHER else "?" for row in targets for t in row if t)
         drawn = "".join(c for c, _, _ in page.chars if not c.isspace())
@@ -60,15 +62,18 @@ def test_the_stream_reads_lines_then_pages_then_the_task(tmp_path):
     from tools.reader import curriculum, data
 
     tekken = str(data.write_tekken(tmp_path / "tekken.json"))
-    plan = curriculum.Curriculum.from_steps(2, 2, reuse=2)  # one block of each, two batches a block
-    assert (plan.lines, plan.pages) == (1, 1)
-    kinds = [{data.KINDS[k] for k in data.make_batch(3, position, 2, tekken, 1, 2, plan=plan)["kind"].tolist()}
-             for position in range(6)]
+    plan = curriculum.Curriculum.from_steps([2, 2, 2], reuse=2)  # one block of each, two batches a block
+    assert (plan.strips, plan.lines, plan.pages) == (1, 1, 1)
+    batches = [data.make_batch(3, position, 2, tekken, 1, 2, plan=plan) for position in range(8)]
+    kinds = [{data.KINDS[k] for k in b["kind"].tolist()} for b in batches]
     reading_kinds = {"read", "read-together"}
-    assert kinds[0] <= reading_kinds and kinds[1] <= reading_kinds  # block 0: lines pages, lines only
-    assert kinds[2] & reading_kinds and kinds[2] - reading_kinds  # block 1: real pages, lines and the task
-    assert kinds[3] & reading_kinds and kinds[3] - reading_kinds
-    assert kinds[4] - reading_kinds and kinds[5] - reading_kinds  # then the task
+    assert [tuple(b["images"].shape[2:]) for b in batches[:2]] == [(112, 560)] * 2  # block 0: one-line strips
+    assert kinds[0] == kinds[1] == {"read"}
+    assert kinds[2] <= reading_kinds and kinds[3] <= reading_kinds  # block 1: pages of lines, lines only
+    assert batches[2]["images"].shape[2:] != (112, 560)
+    assert kinds[4] & reading_kinds and kinds[4] - reading_kinds  # block 2: real pages, lines and the task
+    assert kinds[5] & reading_kinds and kinds[5] - reading_kinds
+    assert kinds[6] - reading_kinds and kinds[7] - reading_kinds  # then the task
     again = data.make_batch(3, 2, 2, tekken, 1, 2, plan=plan)  # a position holds the same batch
     assert again["tokens"].equal(data.make_batch(3, 2, 2, tekken, 1, 2, plan=plan)["tokens"])
 

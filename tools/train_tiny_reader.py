@@ -69,9 +69,9 @@ def parse_args(argv=None):
     p.add_argument("--abort-gap", type=float, default=1.0,
                    help="stop the run when the held-out shuffled-image gap is below this many nats ...")
     p.add_argument("--abort-after-s", type=float, default=180.0, help="... after this many seconds of training")
-    p.add_argument("--curriculum", default="1500,3000",
-                   help="training steps reading large lines, then whole pages, before the task alone "
-                        "(tools/reader/curriculum.py); 0,0: the task from the first step")
+    p.add_argument("--curriculum", default="1000,1000,3000",
+                   help="training steps reading one-line strips, then pages of large lines, then whole pages, "
+                        "before the task alone (tools/reader/curriculum.py); 0,0,0: the task from the first step")
     a = p.parse_args(argv)
     a.lr = a.lr or (3e-3 if a.tiny_debug else 1.5e-3)
     a.warmup = a.warmup if a.warmup is not None else (5 if a.tiny_debug else 300)
@@ -180,11 +180,10 @@ def main(argv=None) -> dict:
     tekken = str(data.write_tekken(ckpt_dir / "tekken.json", (TINY if a.tiny_debug else ModelArgs()).vocab_size))
     tok = data.tokenizer(tekken)
 
-    lines_steps, pages_steps = (int(x) for x in a.curriculum.split(","))
-    plan = curriculum.Curriculum.from_steps(lines_steps, pages_steps, a.reuse)
+    plan = curriculum.Curriculum.from_steps([int(x) for x in a.curriculum.split(",")], a.reuse)
     state = {"step": 0, "batch": 0, "sequences": 0, "page_visits": 0, "train_s": 0.0, "steps": a.steps or None,
              "seed": a.seed, "calls": 0, "width": workers, "reuse": a.reuse,
-             "curriculum": [plan.lines, plan.pages]}  # width, reuse, curriculum: what the stream holds
+             "curriculum": [plan.strips, plan.lines, plan.pages]}  # width, reuse, curriculum: what the stream holds
     if a.resume and not (ckpt_dir / "ckpt.pt").is_file():
         raise SystemExit(f"--resume: no checkpoint {ckpt_dir / 'ckpt.pt'} (a fresh machine has an empty /tmp)")
     resume = torch.load(ckpt_dir / "ckpt.pt", map_location="cpu", weights_only=False) if a.resume else None
@@ -195,7 +194,7 @@ def main(argv=None) -> dict:
         model.load_state_dict(resume["model"])
         head.load_state_dict(resume["reading_head"])
         state.update(resume["state"])
-        plan = curriculum.Curriculum(*state.get("curriculum", (0, 0)))
+        plan = curriculum.Curriculum(*state.get("curriculum", ()))
     model.to(a.device).train()
     head.to(a.device).train()
     named = list(model.named_parameters()) + [(f"reading_head.{n}", p) for n, p in head.named_parameters()]
@@ -217,7 +216,7 @@ def main(argv=None) -> dict:
     held_out = [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken, stage="task") for i in range(n_held)]
     # the gap of the stage being trained (2 batches each): a model reading lines shows it on lines first
     stage_held = {stage: [data.make_batch(a.seed + HELD_OUT_SEED_OFFSET, i, pages, tekken, stage=stage)
-                          for i in range(min(2, n_held))] for stage in ("lines", "pages") if getattr(plan, stage)}
+                          for i in range(min(2, n_held))] for stage in curriculum.STAGES[:-1] if getattr(plan, stage)}
     stage_held["task"] = held_out[:2]
     loader = torch.utils.data.DataLoader(
         data.BatchStream(a.seed, state["batch"], pages, tekken, state["width"], state["reuse"], plan),

@@ -4,11 +4,14 @@ The first training run (README) learned the answers' language and never looked a
 request asks for 2-4 values of a page, so most of what the loss rewards needs no image. Donut,
 Pix2Struct and GOT-OCR start with a short stage of pure reading on rendered text; so does this:
 
-1. `lines`: pages holding 1-3 large lines (26-40 px; a digit spans 1-2 patches), asked what is
-   written on line k, or on the whole page. Every answer token is read off the page.
-2. `pages`: the generator's real pages (invoices, reports, charts), asked for their lines (line k,
+1. `strips`: one large line (26-40 px; a digit spans 1-2 patches) on a 560 x 112 strip of 80
+   cells, asked what is written on it. Every answer token is read off the strip, and the decoder
+   has 80 image tokens to search, not 300.
+2. `lines`: full-size pages holding 1-3 large lines, asked what is written on line k, or on the
+   whole page.
+3. `pages`: the generator's real pages (invoices, reports, charts), asked for their lines (line k,
    the last line, short pages whole) and one task request each.
-3. `task`: the task requests as the pipeline asks them, with a line question now and then so reading
+4. `task`: the task requests as the pipeline asks them, with a line question now and then so reading
    stays trained.
 
 Every request is a docvqa request, asked with the pipeline's own instruction and schema
@@ -26,7 +29,7 @@ import pymupdf
 
 from tools.reader import pagegen, vocab
 
-STAGES = ("lines", "pages", "task")
+STAGES = ("strips", "lines", "pages", "task")
 TRANSCRIBE = "What is all the text on this page?"
 TRANSCRIBE_MAX = 160  # characters: a longer page is asked line by line only
 _ORDINAL = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
@@ -34,18 +37,23 @@ _ORDINAL = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
 
 @dataclass(frozen=True)
 class Curriculum:
-    """Page blocks in each stage: blocks [0, lines) read lines, [lines, lines + pages) read pages,
-    the rest the task. Curriculum() is the task alone."""
+    """Page blocks in each stage, in STAGES' order; the blocks after them train the task.
+    Curriculum() is the task alone."""
+    strips: int = 0
     lines: int = 0
     pages: int = 0
 
     def stage(self, block: int) -> str:
-        return "lines" if block < self.lines else ("pages" if block < self.lines + self.pages else "task")
+        for stage in STAGES[:-1]:
+            if block < getattr(self, stage):
+                return stage
+            block -= getattr(self, stage)
+        return "task"
 
     @classmethod
-    def from_steps(cls, lines_steps: int, pages_steps: int, reuse: int) -> "Curriculum":
-        """Training steps per stage -> page blocks (each block serves `reuse` steps)."""
-        return cls(-(-lines_steps // reuse), -(-pages_steps // reuse))
+    def from_steps(cls, steps: "list[int] | tuple[int, ...]", reuse: int) -> "Curriculum":
+        """Training steps per stage (strips, lines, pages) -> page blocks (a block serves `reuse` steps)."""
+        return cls(*(-(-n // reuse) for n in steps))
 
 
 def _line_text(rng: random.Random, value_only: bool = False) -> str:
@@ -69,12 +77,13 @@ def _line_text(rng: random.Random, value_only: bool = False) -> str:
 
 
 def make_lines_page(seed: int, shape: str | None = None) -> pagegen.Page:
-    """Stage 1's page: 1-3 lines of 26-40 px text, anywhere on the page, in one of the generator's
-    fonts; its questions ask for each line and for the whole page."""
+    """A page of 1-3 lines of 26-40 px text, anywhere on the page, in one of the generator's fonts
+    (shape "strip": one line on a 560 x 112 strip); its questions ask for each line and for the
+    whole page."""
     rng = random.Random(f"docintel-reader-lines-{seed}")
     shape = shape or rng.choice(list(pagegen.SHAPES))
-    width, height = pagegen.SHAPES[shape]
-    texts = [_line_text(rng) for _ in range(rng.randint(1, 3))]
+    width, height = pagegen.size_of(shape)
+    texts = [_line_text(rng) for _ in range(1 if shape == "strip" else rng.randint(1, 3))]
     regular, bold = rng.choice(pagegen.FONTS)
     font = rng.choice((regular, bold))
     size = round(rng.randint(26, 40) * pagegen.SCALE[regular])
@@ -83,7 +92,7 @@ def make_lines_page(seed: int, shape: str | None = None) -> pagegen.Page:
         rng.setstate(state)
         canvas = pagegen.Canvas(width, height)
         gaps = [rng.uniform(size * 1.5, size * 2.5) for _ in texts[1:]]
-        y = rng.uniform(size + 10, max(size + 10, height - 12 - sum(gaps)))
+        y = rng.uniform(size + 8, max(size + 8, height - 8 - size * 0.25 - sum(gaps)))
         for s, gap in zip(texts, gaps + [0]):
             w = pymupdf.get_text_length(s, fontname=font, fontsize=size)
             canvas.text(rng.uniform(10, max(10, width - w - 10)), y, s, font, size)

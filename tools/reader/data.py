@@ -158,8 +158,8 @@ def stage_requests(stage: str, page: pagegen.Page, rng: random.Random) -> list[t
     """(task, kind, instruction, answer JSON) of the requests asked of a page in a curriculum stage
     (curriculum.py): lines pages only their lines; real pages their lines and one task request
     first, then the task with a line question now and then."""
-    if stage == "lines":
-        return _line_requests(page, rng, 3, together=0.5)
+    if stage in ("strips", "lines"):
+        return _line_requests(page, rng, 3, together=0.5 if stage == "lines" else 0)
     if stage == "pages":
         return _line_requests(page, rng, 3, together=0.3) + _task_requests(page, rng, singles=1)[:2]
     return _task_requests(page, rng) + (_line_requests(page, rng, 1, together=0) if rng.random() < 0.25 else [])
@@ -254,8 +254,8 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
     key = (seed, block, pages, stage)
     if key not in _PAGES:
         rng = random.Random(f"docintel-reader-pages-{seed}-{block}")
-        shape = rng.choice(list(pagegen.SHAPES))
-        make = curriculum.make_lines_page if stage == "lines" else pagegen.make_page
+        shape = "strip" if stage == "strips" else rng.choice(list(pagegen.SHAPES))
+        make = curriculum.make_lines_page if stage in ("strips", "lines") else pagegen.make_page
         made = [make(rng.getrandbits(48), shape=shape) for _ in range(pages)]
         _PAGES.clear()
         _PAGES[key] = [(page, render(page)) for page in made]
@@ -273,7 +273,7 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
         images[j].copy_(torch.from_numpy(image))
         # the characters' pixels are the page's points: pagegen's sizes are multiples of 28 px, so
         # mistral_common does not resize them
-        assert (image.shape[2], image.shape[1]) == pagegen.SHAPES[page.shape], "the page image was resized"
+        assert (image.shape[2], image.shape[1]) == pagegen.size_of(page.shape), "the page image was resized"
         cells.append(reading.cell_targets(page.chars, image.shape[2], image.shape[1]))
     length = -(-max(len(t) for t, _, _ in seqs) // 64) * 64
     tokens = torch.full((len(seqs), length), pad_id, dtype=torch.long)

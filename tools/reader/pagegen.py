@@ -22,7 +22,13 @@ import pymupdf
 
 from tools.reader import reading, vocab
 
-SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points
+SHAPES = {"portrait": (420, 560), "landscape": (560, 420)}  # points: the generated documents
+STRIP = (560, 112)  # the curriculum's first pages: one line, 20 x 4 cells
+
+
+def size_of(shape: str) -> tuple[int, int]:
+    return STRIP if shape == "strip" else SHAPES[shape]
+
 RENDER = {"max_side": 560, "dpi": 72}  # the render settings the reader is trained for
 FONTS = [("helv", "hebo"), ("tiro", "tibo"), ("cour", "cobo")]
 SCALE = {"helv": 1.0, "tiro": 1.1, "cour": 1.1}  # Times and Courier have smaller capitals per em
@@ -353,7 +359,7 @@ def finish(kind: str, shape: str, canvas: Canvas, docvqa: list, chartqa: list | 
            fields: dict | None = None) -> Page:
     """The Page of a laid-out canvas: its PDF, its characters' centres and its lines."""
     doc = pymupdf.open()
-    page = doc.new_page(width=SHAPES[shape][0], height=SHAPES[shape][1])
+    page = doc.new_page(width=size_of(shape)[0], height=size_of(shape)[1])
     canvas.draw(page)
     pdf = doc.tobytes(garbage=3, deflate=True, no_new_id=True)
     doc.close()
