@@ -240,6 +240,7 @@ def batch_of(position: int, width: int, reuse: int) -> tuple[int, int]:
     return (rounds // reuse) * width + k, rounds % reuse
 
 
+STRIPS_PER_PAGE = 4  # a one-line strip has 80 cells, a page 300: a batch holds 4 strips per page it would hold
 _PAGES: dict[tuple, list] = {}  # this process's last page block: (seed, block) -> [(page, png)]
 
 
@@ -251,6 +252,7 @@ def make_batch(seed: int, position: int, pages: int, tekken_path: str, width: in
     tok = tokenizer(tekken_path)
     block, repeat = batch_of(position, width, reuse)
     stage = stage or plan.stage(block)
+    pages *= STRIPS_PER_PAGE if stage == "strips" else 1
     key = (seed, block, pages, stage)
     if key not in _PAGES:
         rng = random.Random(f"docintel-reader-pages-{seed}-{block}")
