@@ -115,3 +115,13 @@ def test_a_reader_that_answers_as_trained_scores_full_marks_on_the_gold_set_and_
                 assert mean == 1.0, (task, [(s["question"], s["references"], s["prediction"]) for s in scores if s["score"] < 1][:4])
             else:
                 assert mean < expect, (task, mean)
+    import pymupdf
+
+    for broken in ("blank", "rotate"):  # the other twins: the same documents, the page broken
+        goldset.write(tmp_path / broken, pages=4, broken=broken)
+        for pdf in sorted((tmp_path / broken / "docs").iterdir()):
+            with pymupdf.open(pdf) as doc:
+                original = pagegen.make_page(int(pdf.stem.rsplit("-", 1)[1]))
+                assert doc[0].mediabox == pymupdf.open(stream=original.pdf)[0].mediabox  # its own size
+                assert doc[0].rotation == (90 if broken == "rotate" else 0)
+                assert (doc[0].get_text().split() == []) == (broken == "blank")

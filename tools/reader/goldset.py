@@ -40,8 +40,8 @@ def _broken_pdf(how: str, pdf: bytes, other: bytes) -> bytes:
         out = src
         out[0].set_rotation(90)
     data = out.tobytes(garbage=3, deflate=True, no_new_id=True)
-    out.close()
-    src.close()
+    for doc in {id(out): out, id(src): src}.values():
+        doc.close()
     return data
 
 
