@@ -125,3 +125,23 @@ def test_a_reader_that_answers_as_trained_scores_full_marks_on_the_gold_set_and_
                 assert doc[0].mediabox == pymupdf.open(stream=original.pdf)[0].mediabox  # its own size
                 assert doc[0].rotation == (90 if broken == "rotate" else 0)
                 assert (doc[0].get_text().split() == []) == (broken == "blank")
+
+
+def test_a_tiny_reader_folder_runs_on_the_cpu_when_there_is_no_gpu(tmp_path):
+    """`docintel eval GOLD --model READER` (tools/reader/score.py) on a machine without a GPU: the
+    exported reader, like the demo model, runs on the CPU at engine.device=auto; a real model does not."""
+    import json
+
+    import pytest
+
+    from pipeline.core.config import EngineSpec, JobSpec
+    from pipeline.engine.model import READER_MARKER
+    from pipeline.job.preflight import UsageError, resolve_device
+
+    reader = tmp_path / "reader"
+    reader.mkdir()
+    (reader / READER_MARKER).write_text(json.dumps({"kind": "tiny-reader"}))
+    assert resolve_device(JobSpec(engine=EngineSpec(model=str(reader))), 0) == "cpu"
+    assert resolve_device(JobSpec(engine=EngineSpec(model=str(reader))), 1) == "cuda"
+    with pytest.raises(UsageError, match="No GPU"):
+        resolve_device(JobSpec(engine=EngineSpec(model=str(tmp_path))), 0)

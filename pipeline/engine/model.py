@@ -73,6 +73,13 @@ def demo_info(model: str) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
+def reader_info(model: str) -> dict | None:
+    """The marker's content if `model` is a tiny reader exported by tools/reader/export.py, else None."""
+    marker = Path(model) / READER_MARKER
+    info = json.loads(marker.read_text()) if marker.is_file() else None
+    return info if info and info.get("kind") == "tiny-reader" else None
+
+
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
     load_format=dummy), the tiny test reader and a test's engine double say what they are."""
@@ -82,8 +89,7 @@ def model_label(spec) -> str:
 
 
 def _weights_label(spec) -> str:
-    trained = Path(spec.model) / READER_MARKER
-    if trained.is_file() and json.loads(trained.read_text()).get("kind") == "tiny-reader":
+    if reader_info(spec.model) is not None:
         return f"{spec.model} [tiny test reader trained on generated pages: not a document model]"
     info = demo_info(spec.model)
     if info:

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 from pipeline.core.config import JobSpec
-from pipeline.engine.model import demo_info
+from pipeline.engine.model import demo_info, reader_info
 from pipeline.store.storage import is_uri
 
 
@@ -44,8 +44,8 @@ def resolve_device(spec: JobSpec, gpus: float) -> str:
     need = engine.tensor_parallel_size
     if gpus >= need:
         return "cuda"
-    if engine.device == "auto" and demo_info(engine.model) is not None:
-        return "cpu"
+    if engine.device == "auto" and (demo_info(engine.model) or reader_info(engine.model)) is not None:
+        return "cpu"  # the demo model and the tiny reader run on a laptop's CPU
     raise UsageError(
         f"No GPU: there are {gpus:g} GPU(s) and engine.tensor_parallel_size={need} needs {need}. "
         f"{engine.model} needs about 55 GB of GPU memory in bf16 (one 80 GB H100/A100, or two GPUs "
