@@ -145,3 +145,16 @@ def test_a_tiny_reader_folder_runs_on_the_cpu_when_there_is_no_gpu(tmp_path):
     assert resolve_device(JobSpec(engine=EngineSpec(model=str(reader))), 1) == "cuda"
     with pytest.raises(UsageError, match="No GPU"):
         resolve_device(JobSpec(engine=EngineSpec(model=str(tmp_path))), 0)
+
+
+def test_the_engine_asks_no_more_positions_than_the_model_has(tmp_path):
+    """The tiny reader has 8,192 positions; vLLM refuses the default max_model_len of 16,384 for it."""
+    import json
+
+    from pipeline.core.config import EngineSpec
+    from pipeline.engine.actor import engine_args
+
+    (tmp_path / "params.json").write_text(json.dumps({"max_position_embeddings": 8192}))
+    assert engine_args(EngineSpec(model=str(tmp_path)), "cpu")["max_model_len"] == 8192
+    assert engine_args(EngineSpec(model=str(tmp_path), max_model_len=4096), "cpu")["max_model_len"] == 4096
+    assert engine_args(EngineSpec(model="mistralai/Mistral-Small-3.2-24B-Instruct-2506"), "cuda")["max_model_len"] == 16384

@@ -29,7 +29,7 @@ from pipeline.core import faults
 from pipeline.engine import pixtral_patch
 from pipeline.tasks import prompts
 from pipeline.core.config import EngineSpec
-from pipeline.engine.model import demo_info
+from pipeline.engine.model import demo_info, max_positions
 from pipeline.engine.health import GUILTY, LocalHealth, RemoteHealth
 from pipeline.engine.loop import EngineLoop
 from pipeline.core.rows import ENGINE_OUTPUT, ErrorKind as E
@@ -44,7 +44,8 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
         config_format=spec.config_format,
         load_format=spec.load_format or ("dummy" if demo else "mistral"),
         dtype=spec.dtype,
-        max_model_len=spec.max_model_len,
+        # no longer than the model's positions: vLLM refuses the default 16,384 for the tiny reader's 8,192
+        max_model_len=min(spec.max_model_len, max_positions(spec.model) or spec.max_model_len),
         max_num_batched_tokens=spec.max_num_batched_tokens,
         max_num_seqs=spec.seqs(device),
         gpu_memory_utilization=spec.gpu_memory_utilization,

@@ -73,6 +73,12 @@ def demo_info(model: str) -> dict | None:
     return json.loads(marker.read_text()) if marker.is_file() else None
 
 
+def max_positions(model: str) -> int | None:
+    """max_position_embeddings of a local Mistral-format folder (params.json), else None (a hub id)."""
+    params = Path(model) / "params.json"
+    return json.loads(params.read_text()).get("max_position_embeddings") if params.is_file() else None
+
+
 def reader_info(model: str) -> dict | None:
     """The marker's content if `model` is a tiny reader exported by tools/reader/export.py, else None."""
     marker = Path(model) / READER_MARKER
