@@ -86,19 +86,18 @@ def make_lines_page(seed: int, shape: str | None = None) -> pagegen.Page:
     texts = [_line_text(rng) for _ in range(1 if shape == "strip" else rng.randint(1, 3))]
     regular, bold = rng.choice(pagegen.FONTS)
     font = rng.choice((regular, bold))
-    size = round(rng.randint(26, 40) * pagegen.SCALE[regular])
-    state = rng.getstate()
-    for size in range(size, round(pagegen.MIN_PX * pagegen.SCALE[regular]) - 1, -2):  # smaller until it fits
-        rng.setstate(state)
-        canvas = pagegen.Canvas(width, height)
+    top = round(rng.randint(26, 40) * pagegen.SCALE[regular])
+
+    def layout(canvas: pagegen.Canvas, size: int) -> None:
         gaps = [rng.uniform(size * 1.5, size * 2.5) for _ in texts[1:]]
         y = rng.uniform(size + 8, max(size + 8, height - 8 - size * 0.25 - sum(gaps)))
         for s, gap in zip(texts, gaps + [0]):
             w = pymupdf.get_text_length(s, fontname=font, fontsize=size)
             canvas.text(rng.uniform(10, max(10, width - w - 10)), y, s, font, size)
             y += gap
-        if canvas.fits():
-            break
+
+    # smaller, 2 px at a time, until the lines fit the page's width
+    canvas = pagegen.fit(rng, width, height, layout, range(top, round(pagegen.MIN_PX * pagegen.SCALE[regular]) - 1, -2))
     lines = pagegen.text_lines(canvas)
     return pagegen.finish("lines", shape, canvas, line_questions(lines, len(lines) + 1, rng))
 

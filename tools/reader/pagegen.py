@@ -91,7 +91,7 @@ def _sizes(top: int, font: str) -> range:
     return range(round(top * SCALE[font]), round(MIN_PX * SCALE[font]) - 1, -1)
 
 
-def _fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> Canvas:
+def fit(rng: random.Random, width: float, height: float, layout, sizes: range, variants=(None,)) -> Canvas:
     """The largest size at which one of the layout variants fits (tried in order); else the smallest."""
     state = rng.getstate()
     canvas = None
@@ -208,7 +208,7 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, l
                 size, font = (fs + 1, bold) if key == "total" else (fs, reg)
                 c.text(x_amt if totals_right else mx, y, lines[key], font, size, "right" if totals_right else "left")
 
-    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg), variants)
+    canvas = fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg), variants)
     qa = [("What is the total amount?", {"answer": total_text, "evidence": lines["total"]}),
           ("What is the date?", {"answer": date, "evidence": lines["date"]}),
           ("What is the invoice number?", {"answer": inv_no, "evidence": lines["no"]}),
@@ -276,7 +276,7 @@ def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, li
             if word is not None:
                 line.append(word)
 
-    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(26, 32), reg))
+    canvas = fit(rng, width, height, layout, _sizes(rng.randint(26, 32), reg))
     qa = [("What is the title?", {"answer": title, "evidence": title}),
           ("What is the date?", {"answer": date, "evidence": date_line}),
           ("What is the total amount?", UNANSWERABLE), ("What is the invoice number?", UNANSWERABLE)]
@@ -324,7 +324,7 @@ def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, lis
             c.text(cx, base - h - fs * 0.35, text, reg, fs, "center")
             c.text(cx, base + fs * 1.3, label, reg, fs, "center")
 
-    canvas = _fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg))
+    canvas = fit(rng, width, height, layout, _sizes(rng.randint(22, 28), reg))
     chartqa = [(f"What is the value for {label}?", {"answer": text, "value": vocab.number(value), "unit": unit})
                for label, value, text in zip(labels, values, printed)]
     top = values.index(max(values))
