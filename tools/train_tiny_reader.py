@@ -154,11 +154,9 @@ def shuffled_gap(model: TinyReader, batches: list[dict], device: str) -> dict:
         values = (b["weights"] > 1).float()
         for name, seq_image in (("right", b["seq_image"]), ("shuffled", (b["seq_image"] + 1) % n_images)):
             with torch.autocast("cuda", torch.bfloat16, enabled=device == "cuda"):
-                loss, _ = model.loss(b["tokens"], b["images"], seq_image, b["label_index"], b["targets"])
-                value_loss, _ = model.loss(b["tokens"], b["images"], seq_image, b["label_index"], b["targets"],
-                                           values)
-            sums[name][0] += loss.item()
-            sums[name][1] += value_loss.item()
+                each, _ = model.token_losses(b["tokens"], b["images"], seq_image, b["label_index"], b["targets"])
+            sums[name][0] += each.mean().item()
+            sums[name][1] += ((each * values).sum() / values.sum()).item()
     model.train()
     k = max(1, len(batches))
     (right, right_v), (shuffled, shuffled_v) = sums["right"], sums["shuffled"]

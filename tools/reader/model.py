@@ -288,20 +288,23 @@ class TinyReader(nn.Module):
     def logits(self, tokens: torch.Tensor, images: torch.Tensor, seq_image: torch.Tensor) -> torch.Tensor:
         return self.output(self.norm(self.hidden_states(tokens, images, seq_image)))
 
-    def loss(self, tokens, images, seq_image, label_index, targets, weights=None,
-             features=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy at the flat positions `label_index` of (S, T), whose next tokens are
-        `targets` (index lists made on the CPU: boolean masks here would sync the GPU); `weights`
-        (one per target) make it a weighted mean."""
+    def token_losses(self, tokens, images, seq_image, label_index, targets,
+                     features=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cross-entropy of each target, the target's logits' argmax) at the flat positions
+        `label_index` of (S, T), whose next tokens are `targets` (index lists made on the CPU:
+        boolean masks here would sync the GPU)."""
         h = self.hidden_states(tokens, images, seq_image, features)
         h = h.reshape(-1, h.shape[-1]).index_select(0, label_index)
         logits = self.output(self.norm(h)).float()
-        if weights is None:
-            loss = F.cross_entropy(logits, targets)
-        else:
-            loss = (F.cross_entropy(logits, targets, reduction="none") * weights).sum() / weights.sum()
-        correct = (logits.argmax(-1) == targets).sum()
-        return loss, correct
+        return F.cross_entropy(logits, targets, reduction="none"), logits.argmax(-1)
+
+    def loss(self, tokens, images, seq_image, label_index, targets, weights=None,
+             features=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy of token_losses, and how many targets are the argmax; `weights` (one
+        per target) make it a weighted mean."""
+        each, argmax = self.token_losses(tokens, images, seq_image, label_index, targets, features)
+        loss = each.mean() if weights is None else (each * weights).sum() / weights.sum()
+        return loss, (argmax == targets).sum()
 
     @torch.no_grad()
     def greedy(self, prompt: list[int], image: torch.Tensor, max_new: int,
