@@ -32,17 +32,13 @@ BROKEN = ("blank", "rotate", "swap")
 def _broken_pdf(how: str, pdf: bytes, other: bytes) -> bytes:
     if how == "swap":
         return other
-    src = pymupdf.open(stream=pdf, filetype="pdf")
-    if how == "blank":
-        out = pymupdf.open()
-        out.new_page(width=src[0].rect.width, height=src[0].rect.height)
-    else:  # rotate
-        out = src
-        out[0].set_rotation(90)
-    data = out.tobytes(garbage=3, deflate=True, no_new_id=True)
-    for doc in {id(out): out, id(src): src}.values():
-        doc.close()
-    return data
+    with pymupdf.open(stream=pdf, filetype="pdf") as src:
+        if how == "rotate":
+            src[0].set_rotation(90)
+            return src.tobytes(garbage=3, deflate=True, no_new_id=True)
+        with pymupdf.open() as blank:  # a blank page of the same size
+            blank.new_page(width=src[0].rect.width, height=src[0].rect.height)
+            return blank.tobytes(garbage=3, deflate=True, no_new_id=True)
 
 
 def write(out: str | Path, pages: int = 60, seed: int = HELD_OUT_SEED, broken: str | None = None) -> dict[str, Path]:
