@@ -1,6 +1,7 @@
 """The tiny reader's training pages and curriculum (tools/reader/pagegen.py, curriculum.py): text at
 least MIN_PX on every generated page, nothing drawn off the page or over other text, line questions
 whose answers are what is drawn, and a training stream that goes from lines to pages to the task."""
+import json
 import random
 import sys
 from pathlib import Path
@@ -33,6 +34,35 @@ def test_generated_pages_fit_and_their_text_is_at_least_min_px(monkeypatch):
         for page, canvas in _canvases(monkeypatch, curriculum.make_lines_page, range(200), shape=shape):
             assert canvas.fits() and 1 <= len(page.lines) <= most
             assert min(op[5] for op in canvas.ops if op[0] == "text") >= pagegen.MIN_PX
+
+
+def test_counterfactual_pages_ask_the_same_questions_with_other_answers(monkeypatch, tmp_path):
+    """make_page(seed, values=k): the seed's layout, other values (VQA counterfactual pairs); the
+    training pages (values None) are the ones that one stream always drew."""
+    from tools.reader import pagegen
+
+    answers = differ = 0
+    for seed in range(900_000, 900_040):
+        a, b = pagegen.make_page(seed, values=1), pagegen.make_page(seed, values=2)
+        assert (a.kind, a.shape) == (b.kind, b.shape)
+        assert [q for q, _ in a.docvqa + a.chartqa] == [q for q, _ in b.docvqa + b.chartqa]
+        assert (a.fields is None) == (b.fields is None) and a.pdf != b.pdf
+        for (_, x), (_, y) in zip(a.docvqa + a.chartqa, b.docvqa + b.chartqa):
+            if x != pagegen.UNANSWERABLE:
+                answers, differ = answers + 1, differ + (x["answer"] != y["answer"])
+        assert pagegen.make_page(seed).pdf == pagegen.make_page(seed).pdf != a.pdf
+    assert differ >= 0.9 * answers
+    for page, canvas in _canvases(monkeypatch, pagegen.make_page, range(900_000, 900_040), values=3):
+        assert canvas.fits(), page.lines
+    from tools.reader import goldset
+
+    one, two = (goldset.write(tmp_path / str(k), pages=12, values=k)["docvqa"].read_text().splitlines()
+                for k in (1, 2))
+    pairs = [(json.loads(x), json.loads(y)) for x, y in zip(one, two)]
+    assert len(one) == len(two) and all(x["question"] == y["question"] for x, y in pairs)
+    # a chart's title draws from a short list of metrics, so a few pairs keep their answer: scoring
+    # counts only the pairs whose answers differ
+    assert sum(x["answers"] != y["answers"] for x, y in pairs) >= 0.8 * len(pairs)
 
 
 def test_line_questions_ask_for_what_is_drawn_in_the_cells_of_the_page():

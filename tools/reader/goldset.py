@@ -8,9 +8,11 @@ the gold and break the pages, so the scores a reader gets on them say whether it
   rotate  every page turned 90 degrees
   swap    each document holds the next document's page
 A reader that reads scores high on the pages and far lower on every twin; a blind one scores the
-same on all of them.
+same on all of them. `--values K` writes counterfactual pages (pagegen.make_page): two sets with
+different K hold the same layouts and questions with other answers, so a reader that reads gets both
+sides of a pair right, and one that guesses from the layout cannot.
 
-  python3 -m tools.reader.goldset OUT [--pages 60] [--seed 900000] [--broken blank|rotate|swap]
+  python3 -m tools.reader.goldset OUT [--pages 60] [--seed 900000] [--broken blank|rotate|swap] [--values K]
 """
 from __future__ import annotations
 
@@ -41,12 +43,13 @@ def _broken_pdf(how: str, pdf: bytes, other: bytes) -> bytes:
             return blank.tobytes(garbage=3, deflate=True, no_new_id=True)
 
 
-def write(out: str | Path, pages: int = 60, seed: int = HELD_OUT_SEED, broken: str | None = None) -> dict[str, Path]:
+def write(out: str | Path, pages: int = 60, seed: int = HELD_OUT_SEED, broken: str | None = None,
+          values: int | None = None) -> dict[str, Path]:
     """Write `pages` held-out pages (kinds as training draws them) and the gold JSONL of each task;
     return {task: gold path}."""
     out = Path(out)
     (out / "docs").mkdir(parents=True, exist_ok=True)
-    made = [pagegen.make_page(seed + i) for i in range(pages)]
+    made = [pagegen.make_page(seed + i, values=values) for i in range(pages)]
     gold: dict[str, list[dict]] = {"docvqa": [], "chartqa": [], "fields": []}
     for i, page in enumerate(made):
         name = f"docs/{page.kind}-{seed + i}.pdf"
@@ -68,7 +71,8 @@ def write(out: str | Path, pages: int = 60, seed: int = HELD_OUT_SEED, broken: s
         paths[task].write_text("".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items))
     (out / "README.txt").write_text(
         f"Held-out tiny-reader pages: seeds {seed}..{seed + pages - 1}"
-        + (f", broken: {broken}" if broken else "") + ". Written by tools/reader/goldset.py.\n")
+        + (f", broken: {broken}" if broken else "") + (f", values: {values}" if values is not None else "")
+        + ". Written by tools/reader/goldset.py.\n")
     return paths
 
 
@@ -78,8 +82,9 @@ def main(argv=None) -> int:
     p.add_argument("--pages", type=int, default=60)
     p.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     p.add_argument("--broken", choices=BROKEN)
+    p.add_argument("--values", type=int, help="counterfactual pages: the same layouts, values of stream K")
     a = p.parse_args(argv)
-    for task, path in write(a.out, a.pages, a.seed, a.broken).items():
+    for task, path in write(a.out, a.pages, a.seed, a.broken, a.values).items():
         print(f"{task}: {sum(1 for _ in path.open())} items in {path}")
     return 0
 

@@ -105,41 +105,44 @@ def fit(rng: random.Random, width: float, height: float, layout, sizes: range, v
     return canvas
 
 
-def _first_fitting(make, rng: random.Random, shape: str, tries: int = 5) -> tuple:
-    """make(rng, shape, fewer): the page laid out at the largest size that fits, down to MIN_PX; where
-    none fits, the same page (the same random choices) with narrower margins and less on it."""
-    state = rng.getstate()
+def _first_fitting(make, rng: random.Random, val: random.Random, shape: str, tries: int = 5) -> tuple:
+    """make(rng, val, shape, fewer): the page laid out at the largest size that fits, down to MIN_PX;
+    where none fits, the same page (the same random choices) with narrower margins and less on it.
+    `rng` draws the layout and `val` what is written (make_page says why they may differ)."""
+    state, val_state = rng.getstate(), val.getstate()
     for fewer in range(tries):
         rng.setstate(state)
-        made = make(rng, shape, fewer)
+        val.setstate(val_state)
+        made = make(rng, val, shape, fewer)
         if made[0].fits():
             break
     return made
 
 
-def _invoice(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]], dict]:
+def _invoice(rng: random.Random, val: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]], dict]:
     """Less on the page at each retry: narrower margins, fewer line items, no buyer, no heading word."""
-    return _first_fitting(_invoice_once, rng, shape)
+    return _first_fitting(_invoice_once, rng, val, shape)
 
 
-def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]], dict]:
+def _invoice_once(rng: random.Random, val: random.Random, shape: str,
+                  fewer: int) -> tuple[Canvas, list[tuple[str, dict]], dict]:
     width, height = SHAPES[shape]
-    vendor = " ".join(p for p in (rng.choice(vocab.VENDOR_A), rng.choice(vocab.VENDOR_B), rng.choice(vocab.VENDOR_C)) if p)
-    inv_no, date = vocab.invoice_number(rng), vocab.date(rng)
-    due = vocab.date(rng) if rng.random() < 0.5 else None
-    buyer = vocab.name(rng) if rng.random() < 0.7 else None
+    vendor = " ".join(p for p in (val.choice(vocab.VENDOR_A), val.choice(vocab.VENDOR_B), val.choice(vocab.VENDOR_C)) if p)
+    inv_no, date = vocab.invoice_number(val), vocab.date(val)
+    due = vocab.date(val) if rng.random() < 0.5 else None
+    buyer = vocab.name(val) if rng.random() < 0.7 else None
     buyer = buyer if fewer < 2 else None
     items = []
-    for desc in rng.sample(vocab.ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
-        qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 20])
-        price = rng.choice([rng.randint(1, 99), rng.randint(10, 999) + rng.choice([0, 0.5, 0.25, 0.99])])
+    for desc in val.sample(vocab.ITEMS, rng.randint(2, 4 if shape == "portrait" else 3)):
+        qty = val.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 20])
+        price = val.choice([val.randint(1, 99), val.randint(10, 999) + val.choice([0, 0.5, 0.25, 0.99])])
         items.append((desc, qty, round(qty * price, 2)))
     items = items[: max(1, len(items) - fewer)]  # after the draws: a retry keeps the rest of the invoice
     subtotal = round(sum(a for _, _, a in items), 2)
-    rate = rng.choice([0, 0, 0.05, 0.07, 0.1, 0.19, 0.2]) if rng.random() < 0.6 else None
+    rate = val.choice([0, 0, 0.05, 0.07, 0.1, 0.19, 0.2]) if rng.random() < 0.6 else None
     tax = round(subtotal * rate, 2) if rate is not None else None
     total = round(subtotal + (tax or 0), 2)
-    symbol, where, code = rng.choice(vocab.CURRENCY)
+    symbol, where, code = val.choice(vocab.CURRENCY)
     if symbol in ("$", "£"):
         total_text = f"{symbol}{vocab.money(total)}"
     else:
@@ -220,26 +223,27 @@ def _invoice_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, l
     return canvas, qa, fields
 
 
-def _report(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]]]:
+def _report(rng: random.Random, val: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]]]:
     """Narrower margins at each retry."""
-    return _first_fitting(_report_once, rng, shape)
+    return _first_fitting(_report_once, rng, val, shape)
 
 
-def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]]]:
+def _report_once(rng: random.Random, val: random.Random, shape: str,
+                 fewer: int) -> tuple[Canvas, list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
     letter = rng.random() < 0.3
     if letter:
-        title = rng.choice(vocab.LETTERS)
+        title = val.choice(vocab.LETTERS)
     else:
-        parts = [rng.choice(vocab.PERIOD), rng.choice(vocab.TOPIC), rng.choice(vocab.KIND)]
-        title = " ".join(parts[rng.random() < 0.3:] + ([str(rng.randint(2018, 2026))] if rng.random() < 0.5 else []))
+        parts = [val.choice(vocab.PERIOD), val.choice(vocab.TOPIC), val.choice(vocab.KIND)]
+        title = " ".join(parts[rng.random() < 0.3:] + ([str(val.randint(2018, 2026))] if rng.random() < 0.5 else []))
     if fewer >= 2 and title[-4:].isdigit():  # a long title in Courier Bold: without its year it fits
         title = title[:-5]
-    date = vocab.date(rng)
+    date = vocab.date(val)
     date_line = rng.choice(["Date: {}", "{}", "Issued: {}", "Dated {}"]).format(date)
-    greeting = f"Dear {rng.choice(['Ms.', 'Mr.', 'Dr.'])} {rng.choice(vocab.LAST)},"
-    extra = [greeting if letter else f"Prepared by: {vocab.name(rng)}", f"Department: {rng.choice(vocab.TOPIC)}"]
-    words = [rng.choice(vocab.WORDS) for _ in range(rng.randint(12, 40))]
+    greeting = f"Dear {val.choice(['Ms.', 'Mr.', 'Dr.'])} {val.choice(vocab.LAST)},"
+    extra = [greeting if letter else f"Prepared by: {vocab.name(val)}", f"Department: {val.choice(vocab.TOPIC)}"]
+    words = [val.choice(vocab.WORDS) for _ in range(rng.randint(12, 40))]
     words[0] = words[0].capitalize()
     reg, bold = rng.choice(FONTS)
     align = rng.choice(["left", "left", "center"])
@@ -283,12 +287,14 @@ def _report_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, li
     return canvas, qa
 
 
-def _chart(rng: random.Random, shape: str) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+def _chart(rng: random.Random, val: random.Random,
+           shape: str) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
     """Fewer bars (3 at least) and narrower margins at each retry."""
-    return _first_fitting(_chart_once, rng, shape)
+    return _first_fitting(_chart_once, rng, val, shape)
 
 
-def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
+def _chart_once(rng: random.Random, val: random.Random, shape: str,
+                fewer: int) -> tuple[Canvas, list[tuple[str, dict]], list[tuple[str, dict]]]:
     width, height = SHAPES[shape]
     dim = rng.choice(list(vocab.DIMS))
     labels = rng.sample(vocab.DIMS[dim], min(len(vocab.DIMS[dim]), rng.randint(3, 6)))
@@ -299,13 +305,13 @@ def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, lis
     style = "percent" if unit == "%" else rng.choice(["int", "int", "decimal"])
     while True:
         if style == "decimal":
-            values = [rng.randint(10, 99) / 10 for _ in labels]
+            values = [val.randint(10, 99) / 10 for _ in labels]
         else:
-            values = [rng.randint(3, 99 if style == "percent" else 999) for _ in labels]
+            values = [val.randint(3, 99 if style == "percent" else 999) for _ in labels]
         if values.count(max(values)) == 1:
             break
     printed = [(f"{v:g}%" if style == "percent" else f"{v:g}") for v in values]
-    title = f"{rng.choice(vocab.METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
+    title = f"{val.choice(vocab.METRIC)} by {dim}" + (f" ({unit})" if unit and unit != "%" else (" (%)" if unit else ""))
     reg, bold = rng.choice(FONTS)
     color = rng.choice([(0.2, 0.4, 0.8), (0.85, 0.4, 0.1), (0.2, 0.6, 0.3), (0.5, 0.5, 0.5), (0.6, 0.2, 0.6)])
     mx, title_align = max(8, rng.randint(20, 50) - 12 * fewer), rng.choice(["left", "center"])
@@ -334,10 +340,16 @@ def _chart_once(rng: random.Random, shape: str, fewer: int) -> tuple[Canvas, lis
     return canvas, [("What is the title?", {"answer": title, "evidence": title})], chartqa
 
 
-def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> Page:
+def make_page(seed: int, kind: str | None = None, shape: str | None = None, values: int | None = None) -> Page:
     """One generated page. `kind` and `shape` default to a seeded choice; charts are landscape and
-    reports portrait, invoices either."""
+    reports portrait, invoices either.
+
+    `values` makes counterfactual pages (goldset.py): what is written (names, numbers, dates, words)
+    comes from its own stream, and the layout (fonts, labels, positions, which lines there are, chart
+    labels) from the seed's. Two values of one seed are the same page with other values: the same
+    questions, other answers. With `values` None one stream draws both, as training always has."""
     rng = random.Random(f"docintel-reader-page-{seed}")
+    val = rng if values is None else random.Random(f"docintel-reader-values-{seed}-{values}")
     if shape is None:
         shape = rng.choice(list(SHAPES))
     if kind is None:
@@ -345,11 +357,11 @@ def make_page(seed: int, kind: str | None = None, shape: str | None = None) -> P
     chartqa: list[tuple[str, dict]] = []
     fields = None
     if kind == "invoice":
-        canvas, docvqa, fields = _invoice(rng, shape)
+        canvas, docvqa, fields = _invoice(rng, val, shape)
     elif kind == "report":
-        canvas, docvqa = _report(rng, shape)
+        canvas, docvqa = _report(rng, val, shape)
     elif kind == "chart":
-        canvas, docvqa, chartqa = _chart(rng, shape)
+        canvas, docvqa, chartqa = _chart(rng, val, shape)
     else:
         raise ValueError(f"unknown page kind {kind!r}")
     return finish(kind, shape, canvas, docvqa, chartqa, fields)
