@@ -29,6 +29,9 @@ def test_a_wheel_installed_elsewhere_runs_the_capacity_job_from_another_director
                    check=True, capture_output=True, timeout=600)
     assert (site / "pipeline" / "_schemas" / "tasks" / "docvqa.json").is_file()
     assert (site / "pipeline" / "_samples" / "invoice.pdf").is_file()
+    reader = site / "pipeline" / "_reader"  # the tiny reader the CPU demo runs, with its pages and gold
+    assert (reader / "params.json").is_file() and len(list(reader.glob("consolidated-*.safetensors"))) == 2
+    assert (reader / "pages" / "docvqa.jsonl").is_file() and list((reader / "pages" / "docs").glob("invoice-*.pdf"))
     folder, expected = corpus
     model = tmp_path / "model"
     shutil.copytree(demo_model, model)
