@@ -1,4 +1,5 @@
-"""The eval job: gold formats, the join of gold to output rows, scores; and one real run on the CPU."""
+"""The eval job: gold formats, the join of gold to output rows, scores, and the CLI on ChartQA's published
+layout (engine double). The CLI on the real engine, with a model that reads: tests/test_tiny_reader_eval.py."""
 import json
 import subprocess
 import sys
@@ -7,8 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 
 import harness
-
-from docgen import make_pdf, make_png
 from pipeline.evaluation.evaluate import load_gold, manifest_entries, score_items
 
 
@@ -68,40 +67,6 @@ def test_manifest_groups_questions_per_document():
     items = [GoldItem("/a.pdf", "q1"), GoldItem("/a.pdf", "q2"), GoldItem("/a.pdf", "q1"), GoldItem("/b.png", "q")]
     assert manifest_entries(items) == [{"path": "/a.pdf", "questions": ["q1", "q2"]},
                                        {"path": "/b.png", "questions": ["q"]}]
-
-
-def test_eval_cli_on_a_generated_gold_set(tmp_path, demo_model, ray_cluster):
-    """The engine is the double (tests/engine_double.py): the subject is eval's plumbing and scoring."""
-    gold_dir = tmp_path / "gold"
-    make_pdf(gold_dir / "invoice.pdf", pages=2, total="1,234.50")
-    make_png(gold_dir / "receipt.png", text="Receipt  Total 12.99")
-    gold = gold_dir / "gold.jsonl"
-    gold.write_text("\n".join(json.dumps(r) for r in [
-        {"document": "invoice.pdf", "page": 0, "question": "What is the total?", "answers": ["1,234.50"],
-         "question_type": "table"},
-        {"document": "invoice.pdf", "question": "What is the invoice title?", "answers": ["Invoice 1042"]},
-        {"document": "receipt.png", "page": 0, "question": "What is the total?", "answers": ["12.99"],
-         "question_type": "form"},
-    ]))
-    env = harness.env(**harness.double())
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold), "--task", "docvqa",
-                           "--output", str(tmp_path / "out"), "--model", demo_model, "--run-id", "ev",
-                           "--address", ray_cluster,
-                           "--set", "ray.progress_bars=false", "--set", "render.max_side=768",
-                           "--set", "engine.separate_core=false"],
-                          capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "anls" in proc.stdout and "report.html" in proc.stdout
-    scores = pq.read_table(tmp_path / "out" / "_eval" / "ev" / "scores.parquet").to_pylist()
-    assert len(scores) == 3 and all(0.0 <= s["score"] <= 1.0 and s["metric"] == "anls" for s in scores)
-    # noise, but scored (random weights may write a number the pipeline refuses: then not valid)
-    assert sum(s["valid"] and s["prediction"] is not None for s in scores) >= 2
-    assert [s["page_index"] for s in scores] == [0, None, 0]  # None: scored on the document table
-    html = (tmp_path / "out" / "_eval" / "ev" / "report.html").read_text()
-    assert "<svg" in html and "docvqa" in html
-    # The rows of the run are where any run's rows are; the eval folder stays out of the dataset.
-    # every question of a document is asked of each of its pages: invoice 2 pages x 2, receipt 1
-    assert pq.read_table(tmp_path / "out" / "pages").num_rows == 5
 
 
 def test_eval_chartqa_in_the_published_format(tmp_path, demo_model, ray_cluster):

@@ -188,3 +188,15 @@ def test_the_engine_asks_no_more_positions_than_the_model_has(tmp_path):
     assert engine_args(EngineSpec(model=str(tmp_path)), "cpu")["max_model_len"] == 8192
     assert engine_args(EngineSpec(model=str(tmp_path), max_model_len=4096), "cpu")["max_model_len"] == 4096
     assert engine_args(EngineSpec(model="mistralai/Mistral-Small-3.2-24B-Instruct-2506"), "cuda")["max_model_len"] == 16384
+
+
+def test_the_shipped_reader_pages_are_what_goldset_writes(tmp_path):
+    """models/tiny-reader/pages (the CPU demo's pages and gold) come from goldset.py, byte for byte."""
+    from tools.reader import goldset
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "tiny-reader" / "pages"
+    goldset.write(tmp_path, pages=8, seed=900_100)
+    files = lambda root: sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())  # noqa: E731
+    assert files(shipped) == files(tmp_path)
+    for name in files(shipped):
+        assert (shipped / name).read_bytes() == (tmp_path / name).read_bytes(), name

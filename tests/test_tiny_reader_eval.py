@@ -1,10 +1,12 @@
-"""The shipped tiny reader (models/tiny-reader) through `docintel eval` on the real CPU engine: held-out
-generated pages it reads, and in the same run the same pages blank and turned 90 degrees, which it
-cannot read. A pipeline that sends the model a blank or rotated image, or mixes up pages, fails it.
+"""The shipped tiny reader (models/tiny-reader) through `docintel eval` on the real CPU engine, in one
+run: held-out generated pages it reads; the same pages blank and turned 90 degrees, which it cannot
+read; and a two-page document asked questions without a page, whose answers are on its first page
+only, so the document table's roll-up must take them from there. A pipeline that sends the model a
+blank or rotated image, mixes up pages, or rolls up the wrong page fails it.
 
-The bars come from the recorded scores (tools/reader/README.md, bench/results/
-2026-12-06-reader-score-cpu.json, 60 held-out pages each): docvqa ANLS 0.9996 on the pages, 0.04 blank,
-0.08 rotated. A slice of 8 pages here: at least 0.9 on the pages, at most 0.2 on each twin.
+The bars come from the recorded scores (models/tiny-reader/README.md, bench/results/
+2026-12-06-reader-score-cpu.json, 60 held-out pages each): docvqa ANLS 0.9996 on the pages, 0.004
+blank, 0.000 rotated. A slice of 8 pages here: at least 0.9 on the pages, at most 0.2 on each twin.
 """
 import json
 import subprocess
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pymupdf
 import pytest
 
 import harness
@@ -21,10 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/
 pytestmark = pytest.mark.engine
 READER = harness.REPO / "models" / "tiny-reader"
 SEED = 900_300  # held out: training draws its page seeds from random.Random streams; score.py uses 900,000-900,059
+INVOICE, REPORT = 900_300, 900_312  # the two-page document: an invoice, then a report (no total, no number)
 
 
-def test_the_reader_reads_held_out_pages_and_not_their_blank_or_turned_twins(tmp_path, ray_cluster):
-    from tools.reader import goldset
+def _gold(tmp_path: Path) -> list[dict]:
+    from tools.reader import goldset, pagegen
 
     gold = []
     for variant in ("pages", "blank", "rotate"):
@@ -32,6 +36,26 @@ def test_the_reader_reads_held_out_pages_and_not_their_blank_or_turned_twins(tmp
         for line in paths["docvqa"].read_text().splitlines():
             item = json.loads(line)
             gold.append(dict(item, document=f"{variant}/{item['document']}"))
+    invoice, report = pagegen.make_page(INVOICE), pagegen.make_page(REPORT)
+    with pymupdf.open() as two:
+        for page in (invoice, report):
+            with pymupdf.open(stream=page.pdf, filetype="pdf") as src:
+                two.insert_pdf(src)
+        two.save(tmp_path / "two-pages.pdf")
+    on_the_invoice = dict(invoice.docvqa)
+    for question in ("What is the total amount?", "What is the invoice number?"):
+        assert dict(report.docvqa)[question] == pagegen.UNANSWERABLE
+        gold.append({"document": "two-pages.pdf", "question": question, "answers": [on_the_invoice[question]["answer"]]})
+    return gold
+
+
+def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rolls_up_the_right_page(
+        tmp_path, ray_cluster):
+    from tools.reader import pagegen
+
+    from pipeline.store import output
+
+    gold = _gold(tmp_path)
     (tmp_path / "gold.jsonl").write_text("".join(json.dumps(g) + "\n" for g in gold))
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(tmp_path / "gold.jsonl"),
                            "--task", "docvqa", "--model", str(READER), "--output", str(tmp_path / "out"),
@@ -39,12 +63,25 @@ def test_the_reader_reads_held_out_pages_and_not_their_blank_or_turned_twins(tmp
                            "--set", "render.max_side=560", "--set", "engine.separate_core=false"],
                           capture_output=True, text=True, timeout=900, env=harness.env())
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "anls" in proc.stdout and "report.html" in proc.stdout
+    html = (tmp_path / "out" / "_eval" / "reader" / "report.html").read_text()
+    assert "<svg" in html and "docvqa" in html
     rows = pq.read_table(tmp_path / "out" / "_eval" / "reader" / "scores.parquet").to_pylist()
     assert len(rows) == len(gold)
     mean = {v: [r["score"] for r in rows if f"/{v}/docs/" in r["source_uri"]] for v in ("pages", "blank", "rotate")}
     mean = {v: sum(s) / len(s) for v, s in mean.items()}
     assert mean["pages"] >= 0.9, mean
     assert mean["blank"] <= 0.2 and mean["rotate"] <= 0.2, mean
-    # every page row says what answered it, and the right answers are found on the page (a text layer)
-    pages = [r for r in rows if "/pages/docs/" in r["source_uri"] and r["correct"]]
-    assert pages and all(r["valid"] and r["confidence"] is not None for r in pages)
+
+    # The two-page document: scored on the document table (no page in the gold); every question asked
+    # of both pages; the report page says the answer is not there, the roll-up takes the invoice's.
+    two = [r for r in rows if r["source_uri"].endswith("two-pages.pdf")]
+    assert [r["page_index"] for r in two] == [None, None] and all(r["correct"] for r in two), two
+    pages = [r for r in output.read_pages(str(tmp_path / "out"), "reader").to_pylist()
+             if r["source_uri"].endswith("two-pages.pdf")]
+    assert sorted((r["page_index"], r["question"]) for r in pages) == sorted(
+        (i, g["question"]) for i in (0, 1) for g in gold if g["document"] == "two-pages.pdf")
+    assert all(r["answer_text"] == pagegen.UNANSWERABLE["answer"] for r in pages if r["page_index"] == 1), pages
+    documents = [d for d in output.read_documents(str(tmp_path / "out"), "reader").to_pylist()
+                 if d["source_uri"].endswith("two-pages.pdf")]
+    assert [(d["page_index"], d["status"], d["page_count"]) for d in documents] == [(0, "ok", 2)] * 2
