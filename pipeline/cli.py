@@ -84,8 +84,11 @@ def spec_overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 def load_from_args(args: argparse.Namespace):
     from pipeline.core.config import load_spec
+    from pipeline.engine.model import apply_folder_render
 
-    return load_spec(args.spec, spec_overrides(args))
+    spec = load_spec(args.spec, spec_overrides(args))
+    apply_folder_render(spec)
+    return spec
 
 
 class Exit(enum.IntEnum):

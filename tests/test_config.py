@@ -75,3 +75,19 @@ def test_dummy_weights_are_labelled_on_every_row():
     assert "random weights" in model_label(spec) and "meaningless" in model_label(spec)
     assert engine_args(spec, "cuda")["load_format"] == "dummy"
     assert model_label(EngineSpec(model="/models/mistral-small-3.2")) == "/models/mistral-small-3.2"
+
+
+def test_a_reader_folder_brings_the_page_size_it_was_trained_at_unless_the_job_sets_one():
+    from pipeline.core.config import load_spec
+    from pipeline.engine.model import apply_folder_render
+
+    reader = str(Path(__file__).resolve().parents[1] / "models" / "tiny-reader")
+    spec = load_spec(None, [("engine.model", reader)])
+    apply_folder_render(spec)
+    assert (spec.render.max_side, spec.render.dpi) == (560, 72)
+    spec = load_spec(None, [("engine.model", reader), ("render.max_side", 700)])
+    apply_folder_render(spec)
+    assert (spec.render.max_side, spec.render.dpi) == (700, 72)  # what the job sets wins
+    spec = load_spec(None, [("engine.model", "mistralai/Mistral-Small-3.2-24B-Instruct-2506")])
+    apply_folder_render(spec)
+    assert spec.render.max_side == 1540  # any other model: the defaults

@@ -60,7 +60,7 @@ def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rol
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(tmp_path / "gold.jsonl"),
                            "--task", "docvqa", "--model", str(READER), "--output", str(tmp_path / "out"),
                            "--run-id", "reader", "--address", ray_cluster, "--set", "ray.progress_bars=false",
-                           "--set", "render.max_side=560", "--set", "engine.separate_core=false"],
+                           "--set", "engine.separate_core=false"],  # the page size: the folder's (560 px)
                           capture_output=True, text=True, timeout=900, env=harness.env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "anls" in proc.stdout and "report.html" in proc.stdout
@@ -68,6 +68,7 @@ def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rol
     assert "<svg" in html and "docvqa" in html
     rows = pq.read_table(tmp_path / "out" / "_eval" / "reader" / "scores.parquet").to_pylist()
     assert len(rows) == len(gold)
+    assert {max(r["width"], r["height"]) for r in rows if r["width"]} == {560}  # docintel_model.json's render, unasked
     mean = {v: [r["score"] for r in rows if f"/{v}/docs/" in r["source_uri"]] for v in ("pages", "blank", "rotate")}
     mean = {v: sum(s) / len(s) for v, s in mean.items()}
     assert mean["pages"] >= 0.9, mean

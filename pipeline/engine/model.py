@@ -86,6 +86,17 @@ def reader_info(model: str) -> dict | None:
     return info if info and info.get("kind") == "tiny-reader" else None
 
 
+def apply_folder_render(spec) -> None:
+    """A tiny reader folder declares the page size it was trained at (docintel_model.json "render":
+    max_side 560 at 72 dpi, where a digit is about one patch); a job (spec: JobSpec) that sets neither
+    itself gets them, so `--model models/tiny-reader` reads as the reader was trained. What the job
+    sets wins."""
+    info = reader_info(spec.engine.model)
+    for key, value in ((info or {}).get("render") or {}).items():
+        if key not in spec.render.model_fields_set:
+            setattr(spec.render, key, value)
+
+
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
     load_format=dummy), the tiny test reader and a test's engine double say what they are."""
