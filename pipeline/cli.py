@@ -206,7 +206,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return Exit.USAGE
     working_dir = None if args.no_working_dir else submit.project_root()
     job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, working_dir,
-                           args.pip or [])
+                           args.pip or [], model=spec.engine.model)
     print(f"submitted {job_id} (run {spec.output.run_id}) to {args.address}", flush=True)
     if args.no_wait:
         return 0

@@ -19,6 +19,9 @@ from typing import Any
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 # Never uploaded with the working directory: outputs, GPU bundles, caches.
 EXCLUDES = [".git", ".gpu", ".whl", "out", "bench-out", "**/__pycache__", "*.egg-info", ".pytest_cache"]
+# The shipped tiny reader's weights (24 MB) travel only with a job that runs them: an upload four
+# times larger keeps a busy head's job agent away longer (a 500, "No available agent").
+MODELS = "models"
 
 
 def client(address: str):
@@ -36,17 +39,20 @@ def entrypoint(run_args: list[str], installed: bool) -> str:
 AGENT_WAIT_S = 120  # how long a submission waits for the head's job agent
 
 
-def runtime_env(working_dir: str | None, pip: list[str]) -> dict[str, Any]:
+def runtime_env(working_dir: str | None, pip: list[str], model: str = "") -> dict[str, Any]:
+    """`model`: the job's engine.model; a folder under the working directory's models/ goes with it."""
     env: dict[str, Any] = {}
     if working_dir:
-        env.update(working_dir=working_dir, excludes=EXCLUDES)
+        shipped = Path(working_dir, MODELS).resolve()
+        runs_one = Path(working_dir, model).resolve().is_relative_to(shipped) if model else False
+        env.update(working_dir=working_dir, excludes=EXCLUDES + ([] if runs_one else [MODELS]))
     if pip:
         env["pip"] = pip
     return env
 
 
 def submit(address: str, run_args: list[str], run_id: str, working_dir: str | None, pip: list[str],
-           entrypoint_num_cpus: float = 0) -> str:
+           entrypoint_num_cpus: float = 0, model: str = "") -> str:
     """Submit; the driver reserves no CPU by default (as `ray job submit`): it mostly waits, and a
     reserved CPU can starve the read and render tasks on a small cluster."""
     job_id = f"docintel-{run_id}"
@@ -57,7 +63,7 @@ def submit(address: str, run_args: list[str], run_id: str, working_dir: str | No
             jobs.submit_job(
                 entrypoint=entrypoint(run_args, installed=working_dir is None),
                 submission_id=job_id,
-                runtime_env=runtime_env(working_dir, pip),
+                runtime_env=runtime_env(working_dir, pip, model),
                 metadata={"docintel_run_id": run_id},
                 entrypoint_num_cpus=entrypoint_num_cpus,
             )

@@ -45,3 +45,14 @@ def test_submit_refuses_a_bad_spec_before_contacting_the_cluster(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "submit", str(bad), "--address", "http://127.0.0.1:9"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown task" in proc.stderr
+
+
+def test_the_shipped_reader_travels_only_with_a_job_that_runs_it():
+    from pipeline import submit
+
+    root = submit.project_root()
+    assert "models" in submit.runtime_env(root, [], "mistralai/Mistral-Small-3.2-24B-Instruct-2506")["excludes"]
+    for model in ("models/tiny-reader", f"{root}/models/tiny-reader"):
+        env = submit.runtime_env(root, [], model)
+        assert "models" not in env["excludes"] and ".gpu" in env["excludes"]
+    assert submit.runtime_env(None, ["boto3"], "models/tiny-reader") == {"pip": ["boto3"]}  # nothing uploaded
