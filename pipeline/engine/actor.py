@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pipeline.answers import answers
 from pipeline.core import faults
-from pipeline.engine import pixtral_patch
+from pipeline.engine import answer_format, pixtral_patch
 from pipeline.tasks import prompts
 from pipeline.core.config import EngineSpec
 from pipeline.engine.model import demo_info, max_positions
@@ -58,7 +58,8 @@ def engine_args(spec: EngineSpec, device: str) -> dict[str, Any]:
         enable_prefix_caching=True,
         enforce_eager=spec.enforce_eager,
         seed=spec.seed,
-        # Without this the grammar lets a weak (or random) model pad JSON with whitespace up to max_tokens.
+        # Answers come with a grammar of their own (answer_format.py); this keeps any `json=` request
+        # (none of the pipeline's) from padding with whitespace up to max_tokens.
         structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
     )
     if spec.quantization:
@@ -80,14 +81,15 @@ def engine_env(spec: EngineSpec) -> dict[str, str]:
 
 
 def sampling_params(spec: EngineSpec, schema: dict[str, Any], max_tokens: int):
-    """vLLM SamplingParams of one request: the answer is constrained to its JSON Schema; the sampled
-    tokens' log-probabilities come back for the confidence (logprobs=0: the chosen token only)."""
+    """vLLM SamplingParams of one request: the answer is constrained to its JSON Schema, written as
+    compact JSON on every vLLM (pipeline/engine/answer_format.py says why a grammar, not `json=`); the
+    sampled tokens' log-probabilities come back for the confidence (logprobs=0: the chosen token only)."""
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
 
     return SamplingParams(temperature=spec.temperature, max_tokens=max_tokens,
                           logprobs=0 if spec.logprobs else None,
-                          structured_outputs=StructuredOutputsParams(json=schema))
+                          structured_outputs=StructuredOutputsParams(grammar=answer_format.grammar(schema)))
 
 
 def page_key(row: dict[str, Any]) -> str:
