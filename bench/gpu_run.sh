@@ -4,15 +4,39 @@
 #   bash bench/gpu_run.sh raw [bench_gpu.py args]       # raw vLLM only (engine settings, resolutions)
 #   bash bench/gpu_run.sh engine                        # bench_engine.py: questions each vs together
 #   bash bench/gpu_run.sh e2e                           # docintel run on a mixed corpus
+#   bash bench/gpu_run.sh reader [reader_check.py args] # the tiny reader answers right on this stack
+#   bash bench/gpu_run.sh parity [check_vllm_parity.py args]  # vLLM (bf16, patched) vs the torch reader
 # TAG names the result files; logs and JSON go to $OUT (or ./bench-out).
+# compare, raw and pipeline first run the reader's check (bench/reader_check.py, docvqa on GATE_PAGES
+# held-out pages and their twins) on this machine and stack, and stop with exit 4 when it fails: a
+# speed figure is never recorded from a stack that answers wrong. GATE=0 skips it (say so beside
+# any figure it gives).
 set -uo pipefail
 OUT=${OUT:-./bench-out}; mkdir -p "$OUT"; TAG=${TAG:-run}
-export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 TEKKEN_SRC=$PWD/.gpu/tekken.json PYTHONUNBUFFERED=1
-[ -f /tmp/full/params.json ] || python3 -m pipeline.cli demo-model /tmp/full --full >/dev/null
+export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
+# the full tokenizer for the demo model: a bundle that keeps mistral_common's data needs nothing here
+[ -f "$PWD/.gpu/tekken.json" ] && export TEKKEN_SRC=$PWD/.gpu/tekken.json
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"
 what=${1:-compare}; shift || true
+case "$what" in compare|raw|pipeline|engine|e2e)
+  [ -f /tmp/full/params.json ] || python3 -m pipeline.cli demo-model /tmp/full --full >/dev/null ;;
+esac
+reader_gate() {
+  [ "${GATE:-1}" = 0 ] && { echo "reader gate skipped (GATE=0)"; return; }
+  python3 bench/reader_check.py --out "$OUT/reader-gate" --tasks docvqa --pages "${GATE_PAGES:-24}" \
+    > "$OUT/reader-gate.log" 2>&1; local rc=$?
+  grep -E '^\{|reader check' "$OUT/reader-gate.log"
+  [ $rc = 0 ] || { tail -30 "$OUT/reader-gate.log"; echo "no speed run: the reader check failed on this stack"; exit 4; }
+}
 case "$what" in
+  reader)
+    python3 bench/reader_check.py --out "$OUT/${TAG}" "$@" > "$OUT/$TAG.log" 2>&1; rc=$?
+    grep -E '^\{|reader check' "$OUT/$TAG.log"; [ $rc = 0 ] || tail -30 "$OUT/$TAG.log"; exit $rc ;;
+  parity)
+    python3 tools/reader/check_vllm_parity.py --out "$OUT/$TAG.json" "$@" > "$OUT/$TAG.log" 2>&1; rc=$?
+    tail -40 "$OUT/$TAG.log"; exit $rc ;;
   compare|raw|pipeline)
+    reader_gate
     python3 bench/bench_gpu.py "$what" --model /tmp/full --work /tmp/bench_gpu --out "$OUT/$TAG.json" "$@" \
       > "$OUT/$TAG.log" 2>&1; rc=$?
     grep -E '^\{' "$OUT/$TAG.log"; [ $rc = 0 ] || tail -30 "$OUT/$TAG.log" ;;

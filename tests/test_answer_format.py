@@ -64,6 +64,15 @@ def test_keys_come_in_schema_order_and_no_others():
     assert not _admits(schema, '{"answer":"a","note":"b"}')
 
 
+def test_values_of_any_type_are_compact_too():
+    """xgrammar 0.2.8 writes `", "` inside untyped values whatever the separators (answer_format.py)."""
+    schema = {"type": "object", "properties": {"extra": {}}, "required": ["extra"], "additionalProperties": False}
+    value = {"extra": {"a": [1, 2, {"b": None}], "c": "d"}}
+    assert _admits(schema, answer_format.compact(value))
+    assert not _admits(schema, '{"extra":{"a":[1, 2,{"b":null}],"c":"d"}}')
+    assert not _admits(schema, '{"extra":{"a":[1,2,{"b":null}], "c":"d"}}')
+
+
 def test_the_engine_asks_for_the_grammar_not_vllms_json_path():
     pytest.importorskip("vllm")
     from pipeline.engine.actor import sampling_params

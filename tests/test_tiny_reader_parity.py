@@ -46,6 +46,7 @@ def test_vllm_computes_what_the_torch_model_computes(tmp_path):
     folder = random_model(tmp_path / "tiny-reader")
     assert len(list(folder.glob("consolidated-*-of-*.safetensors"))) > 1  # the sharded load path
     report = compare(folder, tol=2e-3, steps=6)
+    assert report["passes"], report["failures"]
     assert len(report["cases"]) == 3
     for case in report["cases"]:
         assert case["image_tokens"] == 300 and len(case["greedy"]) == 6

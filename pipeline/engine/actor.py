@@ -156,7 +156,7 @@ class EngineActor:
         os.environ.update(engine_env(self.spec))
         started = time.monotonic()
         try:
-            self.llm, self.params = _open_engine(self.spec, device)
+            self.llm, self.params = open_engine(self.spec, device)
             self.core_pids = _engine_core_pids()
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
@@ -307,7 +307,7 @@ class EngineActor:
         return ENGINE_OUTPUT.table(rows)
 
 
-def _open_engine(spec: EngineSpec, device: str):
+def open_engine(spec: EngineSpec, device: str):
     """(vllm.LLM, the SamplingParams maker), or a test's engine double (pipeline/core/faults.py)."""
     double = faults.engine_double()
     if double is not None:

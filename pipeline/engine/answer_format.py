@@ -12,6 +12,11 @@ Here the schema is compiled to an EBNF grammar with the separators stated (`,` a
 schema does not name) and sent as `grammar=`; vLLM's xgrammar backend parses and compiles a grammar
 as it is given, on every version, so the answer's form no longer depends on the installed vLLM.
 tests/test_answer_format.py pins the form.
+
+One gap in xgrammar 0.2.8 (its issue 945, fixed after that release): the rules it writes for values of
+any type (a property whose schema is `{}`) keep `", "` between their items whatever the separators.
+`_ANY_TYPE_FIX` rewrites those two rules; where a later xgrammar writes them right, it finds nothing
+to rewrite.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ from functools import lru_cache
 from typing import Any
 
 SEPARATORS = (",", ":")
+_ANY_TYPE_FIX = {'basic_array_items ::= ((", " basic_any))': 'basic_array_items ::= (("," basic_any))',
+                 'basic_object_properties ::= ((", " basic_string ":" basic_any))':
+                     'basic_object_properties ::= (("," basic_string ":" basic_any))'}
 
 
 def compact(value: Any) -> str:
@@ -38,5 +46,8 @@ def _grammar(schema_json: str) -> str:
     # xgrammar comes with vLLM: the engine stage is the only one that needs it.
     import xgrammar
 
-    return str(xgrammar.Grammar.from_json_schema(schema_json, any_whitespace=False, separators=SEPARATORS,
+    text = str(xgrammar.Grammar.from_json_schema(schema_json, any_whitespace=False, separators=SEPARATORS,
                                                  strict_mode=True))
+    for wrong, right in _ANY_TYPE_FIX.items():
+        text = text.replace(wrong, right)
+    return text
