@@ -88,6 +88,23 @@ def test_together_mode_one_request_with_an_array_answer(tmp_path):
     assert [r["error_kind"] for r in short] == ["invalid_output"] * 3
 
 
+def test_together_in_groups_of_at_most_questions_per_request(tmp_path):
+    image = make_png(tmp_path / "p.png").read_bytes()
+    spec = TaskSpec(question_mode="together", questions_per_request=2, max_tokens=50)
+    task = get_task("docvqa", spec)
+    req = request_row(_page(image, ["q1", "q2", "q3", "q4", "q5"]), task, spec, None, 16384)
+    assert [p["questions"] for p in req["prompts"]] == [["q1", "q2"], ["q3", "q4"], ["q5"]]
+    assert [p["max_tokens"] for p in req["prompts"]] == [100, 100, 50]
+    assert json.loads(req["prompts"][0]["schema_json"])["properties"]["answers"]["minItems"] == 2
+    assert json.loads(req["prompts"][2]["schema_json"]) == DOCVQA.schema  # one question: the plain answer
+    raws = ['{"answers":[{"answer":"a"},{"answer":"b"}]}', '{"answers":[{"answer":"c"},{"answer":"d"}]}',
+            '{"answer":"e"}']
+    rows = _answers(req, raws, task)
+    assert [(r["question"], r["answer_text"], r["request_questions"]) for r in rows] == [
+        ("q1", "a", 2), ("q2", "b", 2), ("q3", "c", 2), ("q4", "d", 2), ("q5", "e", 1)]
+    PAGE_TABLE.table(rows)
+
+
 def test_prompts_over_the_context_are_refused_and_failed_pages_pass(tmp_path):
     image = make_png(tmp_path / "p.png").read_bytes()
     req = request_row(_page(image, ["q"], 1540, 1540), DOCVQA, TaskSpec(), None, 2048)

@@ -23,6 +23,7 @@ def fingerprint(spec: JobSpec, task: Task) -> dict[str, Any]:
     t, e, r = spec.task, spec.engine, spec.render
     return {
         "task": t.name, "questions": list(t.questions), "question_mode": t.question_mode,
+        **({"questions_per_request": t.questions_per_request} if t.questions_per_request else {}),
         "max_tokens": t.max_tokens, "retry_max_tokens": t.retry_max_tokens,
         "schema": task.schema, "prompt_version": task.prompt_version,
         "model": model_label(e), "system_prompt": e.system_prompt, "temperature": e.temperature,

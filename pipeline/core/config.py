@@ -49,6 +49,10 @@ class TaskSpec(_Strict):
     # 'together' measured 1.2x (1024 px) to 1.8x (1540 px) faster on an H100: bench/RESULTS.md.
     question_mode: Literal["each", "together"] = Field(
         "together", description="Several questions on a page: one request with an array answer, or one each.")
+    questions_per_request: int | None = Field(
+        None, ge=1, description="question_mode together: at most this many questions in one request; a page "
+                                "with more gets several requests (None: all in one). Long grouped prompts are "
+                                "harder for a model: the tiny reader's chartqa, bench/RESULTS.md.")
     fields_schema: str | dict[str, Any] | None = Field(
         None, description="Task fields: schema file, shipped name (invoice, receipt) or inline schema.")
     max_tokens: int = Field(256, gt=0, description="Output token limit for one answer.")

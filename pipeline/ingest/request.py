@@ -27,7 +27,8 @@ def _too_long(width: int, height: int, texts: list[str], max_tokens: int, max_mo
 
 def request_row(page: dict[str, Any], task: "Task", task_spec: "TaskSpec", system_prompt: str | None,
                 max_model_len: int) -> dict[str, Any]:
-    """A page row -> its request row: one prompt per question, or one for all asked together.
+    """A page row -> its request row: one prompt per question, or one for all asked together (or one
+    for each group of task.questions_per_request).
 
     A failed page passes through with its error and no prompt; a page without questions, or whose
     prompt cannot fit the context, gets that error here, before any engine time is spent.
@@ -40,10 +41,10 @@ def request_row(page: dict[str, Any], task: "Task", task_spec: "TaskSpec", syste
         row.update(error_kind=str(E.NO_QUESTION), error="no question for this page: give questions in the "
                    "manifest or task.questions")
         return row
-    if task.question_mode == "together" and len(questions) > 1:
-        groups = [(questions, task.batched_instruction(questions), task.batched_schema(len(questions)))]
-    else:
-        groups = [([q], task.instruction(q), task.schema) for q in questions]
+    size = (task_spec.questions_per_request or len(questions)) if task.question_mode == "together" else 1
+    groups = [(g, task.batched_instruction(g), task.batched_schema(len(g))) if len(g) > 1 else
+              (g, task.instruction(g[0]), task.schema)
+              for g in (questions[i:i + size] for i in range(0, len(questions), size))]
     for group, instruction, schema in groups:
         max_tokens = task_spec.max_tokens * len(group)
         too_long = _too_long(page["width"], page["height"], [system_prompt or "", instruction], max_tokens,

@@ -205,8 +205,9 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
     import ray
 
     engine: EngineSpec = spec.engine
-    together = spec.task.question_mode == "together"
-    batch_size, in_flight = engine.actor_queue(1 if together else max(1, len(spec.task.questions)), device)
+    asked = max(1, len(spec.task.questions))
+    per_request = (spec.task.questions_per_request or asked) if spec.task.question_mode == "together" else 1
+    batch_size, in_flight = engine.actor_queue(-(-asked // per_request), device)
     ds = todo.repartition(target_num_rows_per_block=per_task)
     ds = ds.map_batches(_read, batch_size=1, batch_format="pyarrow",
                         fn_kwargs={"max_bytes": spec.input.max_file_bytes, "done_ref": done_ref,
