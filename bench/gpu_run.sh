@@ -13,7 +13,7 @@
 # any figure it gives).
 set -uo pipefail
 OUT=${OUT:-./bench-out}; mkdir -p "$OUT"; TAG=${TAG:-run}
-export PYTHONPATH=/tmp/site:$PWD VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH} VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONUNBUFFERED=1
 # the full tokenizer for the demo model: a bundle that keeps mistral_common's data needs nothing here
 [ -f "$PWD/.gpu/tekken.json" ] && export TEKKEN_SRC=$PWD/.gpu/tekken.json
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt"

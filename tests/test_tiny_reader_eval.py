@@ -1,6 +1,6 @@
 """The shipped tiny reader (models/tiny-reader) through `docintel eval` on the real CPU engine, run by
-bench/reader_check.py: the same check bench/gpu_run.sh runs on a GPU before any speed run, so both
-stacks pass one bar. In one eval: held-out generated pages it reads; the same pages blank and turned 90
+bench/reader_check.py through `bash bench/gpu_run.sh reader`: the same check gpu_run.sh runs on a GPU
+before any speed run, so both stacks pass one bar (and both scripts have their smoke run here). In one eval: held-out generated pages it reads; the same pages blank and turned 90
 degrees, which it cannot read; and a two-page document asked questions without a page, whose answers
 are on its first page only, so the document table's roll-up must take them from there. A pipeline that
 sends the model a blank or rotated image, mixes up pages, rolls up the wrong page, or writes answers in
@@ -12,7 +12,6 @@ blank, 0.000 rotated. A slice of 8 pages here: at least 0.9 on the pages, at mos
 """
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -27,10 +26,11 @@ def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rol
     from pipeline.store import output
 
     out = tmp_path / "check"
-    proc = subprocess.run([sys.executable, "bench/reader_check.py", "--out", str(out), "--tasks", "docvqa",
+    proc = subprocess.run(["bash", "bench/gpu_run.sh", "reader", "--tasks", "docvqa",
                            "--pages", "8", "--seed", str(SEED), "--address", ray_cluster,
                            "--set", "engine.separate_core=false"],  # the page size: the folder's (560 px)
-                          cwd=harness.REPO, capture_output=True, text=True, timeout=900, env=harness.env())
+                          cwd=harness.REPO, capture_output=True, text=True, timeout=900,
+                          env=harness.env(OUT=str(tmp_path), TAG="check"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "reader check passed" in proc.stdout
     result = json.loads((out / "reader_check.json").read_text())

@@ -12,9 +12,11 @@ CLI on the real engine (CPU vLLM here, or a GPU), so the score covers rendering,
 output and scoring, not the model alone.
 
   python3 -m tools.reader.score MODEL_DIR --out /tmp/reader-score [--pages 60]
-      [--variants none,blank,rotate,swap,values-1,values-2,each] [--set engine.separate_core=false ...]
+      [--variants none,blank,rotate,swap,values-1,values-2,each,groups-4] [--tasks docvqa,chartqa,fields]
+      [--set engine.separate_core=false ...]
 Writes OUT/scores.json: {"scores": {variant: {task: {"mean", "correct", "items"}}}, "pairs", "together",
-"verdict"} and each run's report.html.
+"verdict"}, OUT/items.jsonl (every scored item of every run: variant, task, document, question, gold,
+prediction, score, confidence), from which each figure can be re-derived, and each run's report.html.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tools.reader import goldset, pagegen  # noqa: E402
+from tools.reader import goldset  # noqa: E402
 
 TASKS = {"docvqa": [], "chartqa": [], "fields": ["--set", "task.fields_schema=invoice"]}
 # variant -> (goldset.write arguments, tasks it runs, extra settings)
@@ -36,6 +38,8 @@ VARIANTS = {
     "values-1": ({"values": 1}, tuple(TASKS), []),
     "values-2": ({"values": 2}, tuple(TASKS), []),
     "each": ({}, ("docvqa", "chartqa"), ["--set", "task.question_mode=each"]),  # eval's default: together
+    # together, at most 4 questions a request: the 2-4 that training grouped (data.py); eval asks 5-8 at once
+    "groups-4": ({}, ("docvqa", "chartqa"), ["--set", "task.questions_per_request=4"]),
 }
 BAR = {"none": 0.9, "blank": 0.1, "rotate": 0.3, "swap": 0.1, "pairs": 0.9}  # pages, pairs: at least; twins: at most
 
@@ -83,17 +87,22 @@ def verdict(result: dict) -> dict:
     return out
 
 
-def score(model: str, out: Path, pages: int, variants: list[str], extra: list[str]) -> dict:
+ITEM_FIELDS = ("source_uri", "page_index", "question", "references", "prediction", "score", "correct", "confidence",
+               "valid", "error_kind")
+
+
+def score(model: str, out: Path, pages: int, variants: list[str], extra: list[str],
+          only: tuple[str, ...] = tuple(TASKS)) -> dict:
     result: dict = {"model": str(model), "pages": pages, "bar": BAR, "scores": {}}
     rows: dict[tuple[str, str], list[dict]] = {}
     for variant in variants:
         kwargs, tasks, settings = VARIANTS[variant]
         gold = goldset.write(out / "gold" / variant, pages, **kwargs)
-        for task in tasks:
+        for task in (t for t in tasks if t in only):
             output = out / "runs" / variant
             cmd = ["docintel", "eval", str(gold[task]), "--task", task, "--model", str(model),
                    "--output", str(output), "--run-id", task,
-                   "--set", f"render.max_side={pagegen.RENDER['max_side']}", *TASKS[task], *settings, *extra]
+                   *TASKS[task], *settings, *extra]  # the page size: the folder's (docintel_model.json)
             done = subprocess.run(cmd, capture_output=True, text=True)
             (out / "logs").mkdir(parents=True, exist_ok=True)
             (out / "logs" / f"{variant}-{task}.log").write_text(done.stdout + done.stderr)
@@ -112,6 +121,11 @@ def score(model: str, out: Path, pages: int, variants: list[str], extra: list[st
                           for task in TASKS if ("none", task) in rows and ("each", task) in rows}
     result["verdict"] = verdict(result)
     (out / "scores.json").write_text(json.dumps(result, indent=1))
+    with open(out / "items.jsonl", "w") as items:
+        for (variant, task), got in rows.items():
+            for r in got:
+                items.write(json.dumps({"variant": variant, "task": task, **{k: r[k] for k in ITEM_FIELDS}},
+                                       ensure_ascii=False) + "\n")
     return result
 
 
@@ -121,10 +135,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--pages", type=int, default=60)
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a = p.parse_args(argv)
     extra = [x for kv in a.set for x in ("--set", kv)]
-    result = score(a.model, Path(a.out), a.pages, a.variants.split(","), extra)
+    result = score(a.model, Path(a.out), a.pages, a.variants.split(","), extra, tuple(a.tasks.split(",")))
     print(json.dumps({"pairs": result["pairs"], "together": result["together"], "verdict": result["verdict"]}, indent=1))
     return 0
 
