@@ -38,7 +38,8 @@ def test_blank_bench_measures_both_ways_on_every_corpus_at_both_renders(tmp_path
     result = json.loads(out.read_text())
     groups = {(r["render"], r["group"], r["kind"]) for r in result["results"]}
     assert {g[0] for g in groups} == {"default", "reader"} and len(groups) == 2 * len({g[1:] for g in groups})
-    assert {g[1] for g in groups} == {"samples", "tests", "tests-hostile", "reader", "sparse", "near-blank"}
+    assert {g[1] for g in groups} == {"samples", "tests", "tests-hostile", "reader", "sparse", "near-blank",
+                                      "scanned folio"}
     assert all(r["pages"] >= 1 for r in result["results"]), result["results"]
     assert result["summary"]["guarded_split_agrees"] and all("gated" in p for p in result["pages"])  # all rendered
 

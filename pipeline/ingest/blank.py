@@ -18,7 +18,7 @@ A page has nothing to read when both hold:
     of each side (4 %) is not looked at: the scanner lid's edge and shadow lie there.
 What stays under max_ink: dust, a lone page number of 1-3 digits at body size on a letter or A4
 scan (not always: a scan has no text layer to say it is a number, and its ink is a short word's).
-What does not: a word of four letters at 10 pt, a line of text, faint text, a chart, a signature.
+What does not: a word of 4 letters at 11 pt (5 at 10 pt), a line of text, faint text, a chart, a signature.
 bench/bench_blank.py measures both sides (bench/RESULTS.md, "Blank pages").
 """
 from __future__ import annotations
