@@ -22,7 +22,8 @@ def test_submit_runs_the_job_on_the_cluster(tmp_path, two_nodes, corpus, demo_mo
         [*cli, "submit", "jobs/docvqa.yaml", "--address", ray_head, "--input", str(folder), "--output", str(out),
          "--model", demo_model, "--run-id", "submitted", "--question", "What is the total?",
          "--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.separate_core=false",
-         "--set", "storage.shared_filesystem=true"],  # two nodes, one disk
+         "--set", "storage.shared_filesystem=true",  # two nodes, one disk
+         "--set", "engine.backend=engine_double:EngineDouble"],  # the cluster's workers have tests/ on their path
         capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "submitted docintel-submitted" in proc.stdout and "docintel-submitted: SUCCEEDED" in proc.stdout

@@ -30,7 +30,20 @@ def fingerprint(spec: JobSpec, task: Task) -> dict[str, Any]:
         "seed": e.seed, "dtype": e.dtype, "quantization": e.quantization,
         "render": {"dpi": r.dpi, "max_side": r.max_side, "max_pixels": r.max_pixels,
                    "image_format": r.image_format, "max_pages": r.max_pages},
+        # the confidence scale and the review threshold change the rows; absent when unset, so runs
+        # from before they existed keep their identity
+        **({"answers": _answers(spec.answers)} if spec.answers.calibration or spec.answers.review_threshold is not None
+           else {}),
     }
+
+
+def _answers(a) -> dict[str, Any]:
+    """The answers section as it decides the rows: the calibration map by its content, not its path."""
+    from pipeline.store import fileio
+
+    data = fileio.read_bytes(a.calibration) if a.calibration else None
+    return {"calibration": hashlib.sha256(data).hexdigest()[:16] if data else a.calibration,
+            "review_threshold": a.review_threshold}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

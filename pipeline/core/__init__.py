@@ -1,1 +1,1 @@
-"""What every stage shares: the job spec (config), the rows and error kinds (rows), the fault hooks (faults)."""
+"""What every stage shares: the job spec (config), the rows and error kinds (rows)."""

@@ -25,11 +25,10 @@ import time
 from typing import Any, Callable
 
 from pipeline.answers import answers
-from pipeline.core import faults
 from pipeline.engine import answer_format, pixtral_patch
 from pipeline.tasks import prompts
 from pipeline.core.config import EngineSpec
-from pipeline.engine.model import demo_info, max_positions
+from pipeline.engine.model import demo_info, max_positions, model_label
 from pipeline.engine.health import GUILTY, LocalHealth, RemoteHealth
 from pipeline.engine.loop import EngineLoop
 from pipeline.core.rows import ENGINE_OUTPUT, ErrorKind as E
@@ -146,6 +145,9 @@ class EngineActor:
         """`depth_gauge(n)` is told every second how many requests are in or waiting for the engine
         (the job passes its docintel_engine_queue_depth metric)."""
         self.spec = engine_spec
+        # Every row this actor answers names what it built (open_engine follows engine.backend), so no
+        # setting on another process can put a stand-in's answers under the model's name.
+        self.model_id = model_label(engine_spec)
         self.system_prompt = system_prompt
         self.actor_id, self.health = _health(health_actor)
         self.ready = False
@@ -161,11 +163,9 @@ class EngineActor:
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
                                    on_failure=self._engine_failed, report_depth=depth_gauge,
-                                   on_enter=faults.on_entering_engine(self.core_pids),
                                    admit_limit=self.spec.admitted(device))
             self._warm_up()
             self.loop.first_entered_at = None  # the job's own requests from here on
-            faults.engine_started(self.llm)
         except BaseException as exc:
             self.health.call("engine_start_failed", self.actor_id, f"{type(exc).__name__}: {exc}"[:1000])
             _kill(_engine_core_pids())
@@ -286,6 +286,7 @@ class EngineActor:
         status = self.health.call("statuses", [page_key(r) for r in asked]) if asked else {}
         healthy, suspects = [], []
         for row in rows:
+            row["model_id"] = self.model_id
             row["outputs"] = [{"attempts": 0} for _ in row["prompts"]]
             items = [(row, p, o) for p, o in zip(row["prompts"], row["outputs"])]
             verdict = status.get(page_key(row)) if row["prompts"] else None
@@ -308,11 +309,14 @@ class EngineActor:
 
 
 def open_engine(spec: EngineSpec, device: str):
-    """(vllm.LLM, the SamplingParams maker), or a test's engine double (pipeline/core/faults.py)."""
-    double = faults.engine_double()
-    if double is not None:
-        cls, options = double
-        return cls(spec, **options), cls.sampling_params
+    """(vllm.LLM, the SamplingParams maker), or the stand-in engine.backend names ('module:Class', built
+    with the spec: the tests' engine double, which only a process with the tests on its path can import)."""
+    if spec.backend != "vllm":
+        import importlib
+
+        module, _, name = spec.backend.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(spec), cls.sampling_params
     from vllm import LLM
 
     if device == "cuda":  # vLLM 0.26-0.28 without xformers: a dense mask over all images of a batch

@@ -128,7 +128,9 @@ class EngineLoop:
         self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
         self._on_failure = on_failure
         self._report_depth = report_depth  # told queue_depth() every watchdog interval (a metric)
-        self._on_enter = on_enter  # told each request's page key as it enters the engine (a fault hook)
+        # told each request's page key as it enters the engine; the product passes none (the fault tests'
+        # plugin, tests/faults_plugin.py, kills the engine core from here when a chosen page enters)
+        self._on_enter = on_enter
         self.admit_limit = admit_limit  # most requests in the engine at once (None: no limit)
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()

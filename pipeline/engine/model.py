@@ -99,10 +99,9 @@ def apply_folder_render(spec) -> None:
 
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
-    load_format=dummy), the tiny test reader and a test's engine double say what they are."""
-    from pipeline.core.faults import label
-
-    return label(_weights_label(spec))
+    load_format=dummy), the tiny test reader and a stand-in engine (engine.backend) say what they are."""
+    label = _weights_label(spec)
+    return label if spec.backend == "vllm" else f"{label} [engine double {spec.backend}: not a model's answers]"
 
 
 def _weights_label(spec) -> str:

@@ -24,13 +24,13 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from pipeline.answers import answers
+from pipeline.answers.calibration import Review
 from pipeline.commit import commit, resume
-from pipeline.core import faults
 from pipeline.ingest import render_guard, request, sources
 from pipeline.job import feeding, preflight, telemetry
 from pipeline.store import fileio, layout, retrying, storage, writer
 from pipeline.tasks import prompts
-from pipeline.core.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
+from pipeline.core.config import AnswersSpec, EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.engine.model import model_label
 from pipeline.engine.actor import EngineActor
 from pipeline.engine.health import JobHealth, actor_name
@@ -96,7 +96,6 @@ def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> Iterato
     pages: list[dict] = []
     for doc in batch.to_pylist():
         for page in render_guard.iter_guarded(doc, render, password):
-            faults.page_rendered()
             page["rendered_at"] = time.time()
             pages.append(page)
             if len(pages) == SPLIT_PAGES_PER_TABLE:
@@ -112,9 +111,11 @@ def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, m
                           for p in batch.to_pylist()])
 
 
-def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_id: str, directory: str) -> pa.Table:
+def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, answers_spec: AnswersSpec, run_id: str, model_id: str,
+                      directory: str) -> pa.Table:
     task, now = _task(task_spec), layout.now_utc()
-    rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now)]
+    review = Review.of(answers_spec, task.name)
+    rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now, review)]
     receipt = writer.write_rows(rows, directory)
     rendered = [t for t in batch.column("rendered_at").to_pylist() if t is not None]
     receipt["last_rendered_at"] = max(rendered, default=None)
@@ -154,7 +155,8 @@ def init_ray(spec: JobSpec) -> None:
         try:
             ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
                      logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
-                     runtime_env={"env_vars": env_vars})
+                     runtime_env={**spec.ray.runtime_env,
+                                  "env_vars": {**env_vars, **spec.ray.runtime_env.get("env_vars", {})}})
             break
         except Exception as exc:  # noqa: BLE001 - only Ray's own start-up timeout is tried again
             # A new local Ray gives its raylet 30 s (fixed in Ray) to register; a busy machine can miss it.
@@ -241,7 +243,7 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
     )
     return ds.map_batches(_answer_and_write, batch_format="pyarrow", batch_size=spec.output.pages_per_file,
                           num_cpus=0.25,
-                          fn_kwargs={"task_spec": spec.task, "run_id": paths.run_id,
+                          fn_kwargs={"task_spec": spec.task, "answers_spec": spec.answers, "run_id": paths.run_id,
                                      "model_id": model_label(engine), "directory": paths.staging("pages")})
 
 
