@@ -198,15 +198,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.address:
         print("docintel: submit needs --address http://HEAD:8265 (the Ray dashboard)", file=sys.stderr)
         return Exit.USAGE
+    root = None if args.no_working_dir else submit.project_root()  # None: an installed package
     try:
         spec = load_from_args(args)  # validate here: a bad spec never takes a cluster slot
         get_task(spec.task.name, spec.task)
+        files = submit.job_files(spec, args.spec, root) if root else []
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
         return Exit.USAGE
-    working_dir = None if args.no_working_dir else submit.project_root()
-    job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, working_dir,
-                           args.pip or [], model=spec.engine.model)
+    job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, root, files,
+                           args.pip or [])
     print(f"submitted {job_id} (run {spec.output.run_id}) to {args.address}", flush=True)
     if args.no_wait:
         return 0
@@ -327,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("submit", help="run a job on a Ray cluster (Job Submission API), stream its logs")
     _add_spec_args(sb)
     sb.add_argument("--no-working-dir", action="store_true",
-                    help="the cluster image has docintel installed: upload nothing, run `docintel run`")
+                    help="the cluster image has docintel installed: upload nothing, run `docintel run` "
+                         "(always so from an installed package)")
     sb.add_argument("--pip", action="append", metavar="REQ", help="extra pip requirement for the job (repeatable)")
     sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
     sb.set_defaults(func=cmd_submit)

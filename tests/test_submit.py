@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-
+from pathlib import Path
 
 import harness
 from pipeline.store import output
@@ -48,12 +48,18 @@ def test_submit_refuses_a_bad_spec_before_contacting_the_cluster(tmp_path):
     assert proc.returncode == 2 and "unknown task" in proc.stderr
 
 
-def test_the_shipped_reader_travels_only_with_a_job_that_runs_it():
+def test_the_shipped_reader_travels_only_with_a_job_that_runs_it(monkeypatch):
+    """Of models/, only the folder of a job's own model is uploaded (tests/test_security.py: the rest of
+    the allow-list)."""
     from pipeline import submit
+    from pipeline.core.config import load_spec
 
     root = submit.project_root()
-    assert "models" in submit.runtime_env(root, [], "mistralai/Mistral-Small-3.2-24B-Instruct-2506")["excludes"]
+    monkeypatch.chdir(root)
+
+    def uploaded(model: str) -> list[Path]:
+        return submit.job_files(load_spec("jobs/docvqa.yaml", [("engine.model", model)]), "jobs/docvqa.yaml", root)
+
+    assert uploaded("mistralai/Mistral-Small-3.2-24B-Instruct-2506") == [Path("jobs/docvqa.yaml")]
     for model in ("models/tiny-reader", f"{root}/models/tiny-reader"):
-        env = submit.runtime_env(root, [], model)
-        assert "models" not in env["excludes"] and ".gpu" in env["excludes"]
-    assert submit.runtime_env(None, ["boto3"], "models/tiny-reader") == {"pip": ["boto3"]}  # nothing uploaded
+        assert uploaded(model) == [Path("jobs/docvqa.yaml"), Path("models/tiny-reader")]

@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.core import envs
+
 DEMO_MARKER = "docintel_demo_model.json"
 READER_MARKER = "docintel_model.json"  # tools/reader/export.py: trained weights (load_format mistral)
 
@@ -35,7 +37,7 @@ _TINY_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, 
 
 def _tekken_source() -> Path:
     """The tekken tokenizer that the mistral_common package ships (no download)."""
-    env = os.environ.get("TEKKEN_SRC")
+    env = envs.get("TEKKEN_SRC")
     if env:
         return Path(env)
     spec = importlib.util.find_spec("mistral_common")

@@ -26,6 +26,7 @@ import pyarrow as pa
 from pipeline.answers import answers
 from pipeline.answers.calibration import Review
 from pipeline.commit import commit, resume
+from pipeline.core import envs
 from pipeline.ingest import render_guard, request, sources
 from pipeline.job import feeding, preflight, telemetry
 from pipeline.store import fileio, layout, retrying, storage, writer
@@ -134,11 +135,9 @@ def init_ray(spec: JobSpec) -> None:
 
     if ray.is_initialized():
         return
-    # Settings only: secrets (AWS keys, HF_TOKEN) never travel in a runtime_env, which the Ray
-    # dashboard shows; workers take credentials from their own environment.
-    forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME",
-                 "DOCINTEL_")
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith(forwarded)}
+    # Settings only: nothing secret-looking (VLLM_API_KEY, AWS keys, HF_TOKEN) travels in a runtime_env,
+    # which the Ray dashboard shows; workers take credentials from their own environment (core/envs.py).
+    env_vars = envs.forwarded(os.environ)
     # Read where Ray Data lists the files (a worker), so it travels in the runtime env; the user's own
     # setting wins.
     env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = os.environ.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
@@ -343,7 +342,7 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
     refs = sources.discover(spec.input)
     if not refs:
         raise UsageError(f"no input documents found in {spec.input.paths or spec.input.manifest}")
-    address = spec.ray.address or os.environ.get("RAY_ADDRESS")
+    address = spec.ray.address or envs.get("RAY_ADDRESS")
     on_cluster = bool(address) and address != "local"  # "local": Ray's own word for a new local instance
     device = preflight.before_ray(spec, on_cluster)  # fail fast, before Ray starts
     paths = layout.RunPaths(spec.output.path, spec.output.run_id)
