@@ -141,3 +141,29 @@ def test_an_installed_package_uploads_nothing_and_runs_the_installed_docintel(tm
     assert job["runtime_env"] == {"pip": ["boto3"]} and uploaded is None
     assert job["entrypoint"] == "docintel run jobs/nightly.yaml"
     assert submit.project_root() == Path(submit.__file__).resolve().parents[1]  # this checkout is one
+
+
+def test_a_job_cannot_put_a_secret_in_its_runtime_env_either():
+    with pytest.raises(ValueError, match="VLLM_API_KEY"):
+        JobSpec(ray={"runtime_env": {"env_vars": {"VLLM_API_KEY": "sk", "VLLM_SOME_SETTING": "1"}}})
+    assert JobSpec(ray={"runtime_env": {"env_vars": {"VLLM_SOME_SETTING": "1"}}}).ray.runtime_env
+
+
+def test_every_variable_the_package_reads_goes_through_envs():
+    """Reads of os.environ / os.getenv anywhere but core/envs.py (writes, for the processes the product
+    starts, are left alone); envs.get refuses a name it does not declare."""
+    import ast
+
+    root = Path(envs.__file__).parents[1]
+    reads = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "envs.py" and path.parent.name == "core":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            target = node.func if isinstance(node, ast.Call) else node if isinstance(node, ast.Subscript) else None
+            text = ast.unparse(target) if target is not None else ""
+            if (text in ("os.environ.get", "os.getenv") or
+                    (isinstance(node, ast.Subscript) and text.startswith("os.environ[") and
+                     isinstance(node.ctx, ast.Load))):
+                reads.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not reads, reads

@@ -214,7 +214,19 @@ class RaySpec(_Strict):
     runtime_env: dict[str, Any] = Field(
         default_factory=dict, description="Added to the job's Ray runtime env (Ray's own keys: env_vars, pip, "
                                           "worker_process_setup_hook, ...); its env_vars win over the forwarded "
-                                          "settings. The Ray dashboard shows it: keep secrets out.")
+                                          "settings. The Ray dashboard shows it: a secret-looking env var is "
+                                          "refused (core/envs.py).")
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from pipeline.core.envs import is_secret
+
+        secrets = sorted(k for k in (value.get("env_vars") or {}) if is_secret(k))
+        if secrets:
+            raise ValueError(f"ray.runtime_env.env_vars {', '.join(secrets)}: the Ray dashboard shows the runtime "
+                             "env; give the workers credentials through their own environment")
+        return value
     # Ray 2.60's defaults are built for clusters and cost a small machine dearly: each read_parquet
     # starts 32 footer-reading actors (32 worker processes), and the hash shuffle of the commit's
     # group-by starts aggregator actors. On 2 cores the commit of 8 rows took 38 s, 9 s with these.

@@ -140,7 +140,7 @@ def init_ray(spec: JobSpec) -> None:
     env_vars = envs.forwarded(os.environ)
     # Read where Ray Data lists the files (a worker), so it travels in the runtime env; the user's own
     # setting wins.
-    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = os.environ.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
+    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = envs.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
                                                                    str(spec.ray.parquet_footer_actors))
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
     # log files, which the summary names; --verbose forwards it to this terminal. Two notices of Ray's
