@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluation.evaluate import headline, run_eval
+    from pipeline.evaluation.evaluate import calibration_line, headline, run_eval
 
     code, result = _run(args, lambda spec: run_eval(spec, args.gold))
     if result is None:
@@ -174,6 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores, where, summary = result
     print(summary.render())
     print(f"eval     {headline(scores)}\n  scores   {where}/scores.parquet\n  report   {where}/report.html")
+    print(calibration_line(str(where)))
     return _lost_work(summary)
 
 

@@ -185,3 +185,32 @@ def heatmap(gold: list[str], pred: list[str], cells: Counter) -> str:
     return "".join(out) + "</svg>"
 
 
+
+
+def reliability(series: list[tuple[str, str, list[dict]]]) -> str:
+    """A reliability diagram: per confidence bin, its answers' mean confidence (x) against the share
+    right (y), one colour per series (name, colour, bins as calibrate.reliability gives them); a point's
+    area follows its answers, and a calibrated confidence lies on the diagonal."""
+    side, pad = 260, 36
+    w, h = pad + side + 140, pad + side + 30
+    out = [f'<svg {SVG} width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img">',
+           f'<line class="grid" x1="{pad}" y1="{pad + side}" x2="{pad + side}" y2="{pad}"/>',
+           f'<line class="axis" x1="{pad}" y1="{pad}" x2="{pad}" y2="{pad + side}"/>',
+           f'<line class="axis" x1="{pad}" y1="{pad + side}" x2="{pad + side}" y2="{pad + side}"/>',
+           f'<text class="tick" x="{pad}" y="{pad + side + 16}">0</text>',
+           f'<text class="tick" x="{pad + side}" y="{pad + side + 16}" text-anchor="end">confidence 1</text>',
+           f'<text class="tick" x="{pad - 6}" y="{pad + 4}" text-anchor="end">1</text>',
+           f'<text class="tick" x="{pad - 6}" y="{pad - 12}">share right</text>']
+    most = max((b["n"] for _, _, bins in series for b in bins), default=1) or 1
+    for k, (name, color, bins) in enumerate(series):
+        out.append(f'<rect x="{pad + side + 16}" y="{pad + 18 * k}" width="12" height="12" fill="{color}"/>'
+                   f'<text x="{pad + side + 32}" y="{pad + 18 * k + 10}">{esc(name)}</text>')
+        for b in bins:
+            if not b["n"]:
+                continue
+            cx, cy = pad + side * b["confidence"], pad + side * (1 - b["right"])
+            r = 3 + 9 * math.sqrt(b["n"] / most)
+            out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{color}" fill-opacity="0.6">'
+                       f'<title>{esc(name)}: {b["n"]} answers at {b["low"]:.1f}-{b["high"]:.1f}, mean confidence '
+                       f'{b["confidence"]:.3f}, {pct(b["right"])} right</title></circle>')
+    return "".join(out) + "</svg>"

@@ -1,7 +1,7 @@
 """The HTML report of `docintel eval`: one self-contained file an analyst opens in a browser.
 
 From a scores table (one row per gold question, pipeline.evaluate.SCORES_SCHEMA) it shows a header
-table of run facts (`meta`) and eight sections, each with an inline SVG chart and a table of the
+table of run facts (`meta`) and nine sections, each with an inline SVG chart and a table of the
 same numbers:
   1. Headline: per task the questions, mean score, share correct, invalid outputs and errors,
      with a stacked bar of outcomes (correct / wrong / invalid output / error).
@@ -15,6 +15,9 @@ same numbers:
   7. Score distribution and the 20 worst-scoring questions.
   8. Confidence against correctness: accuracy per confidence bin, and per threshold the share of
      answers at or above it with their accuracy (where to set a review threshold).
+  9. Calibration (pipeline/evaluation/calibrate.py): the reliability diagram before and after the map
+     eval fitted, on the half of the gold set it was not fitted on, with the expected calibration
+     error, the proposed review threshold, its precision and the share of rows it flags.
 No JavaScript, no external resources: inline CSS, SVG drawn by charts.py. Every piece of
 text from the data goes through html.escape. Empty tables and all-null columns give "no data".
 """
@@ -187,24 +190,46 @@ def _confidence(rows: list[dict]) -> tuple[str, str]:
     return charts.hbars(items), charts.table(["answers", "count", "correct"], table, {1, 2})
 
 
+def _calibration(result: dict | None) -> tuple[str, str]:
+    if not result or not result.get("fitted"):
+        return charts.nodata((result or {}).get("why", "not fitted")), ""
+    chart = charts.reliability([("before", "#f2a900", result["reliability_before"]),
+                                ("after", charts.BAR, result["reliability_after"])])
+    r = result
+    table = [["answers fitted on / measured on", f"{r['fit_answers']} / {r['measured_answers']}"],
+             ["answers without a confidence", r["without_confidence"]],
+             ["expected calibration error, before", charts.fmt(r["ece_before"])],
+             ["expected calibration error, after", charts.fmt(r["ece_after"])],
+             [f"review threshold for {charts.pct(r['target_precision'])} right", charts.fmt(r["threshold"])],
+             ["right at or above it (measured half)", charts.pct(r["precision_at_threshold"])],
+             ["rows it flags for review (measured half)", charts.pct(r["share_needing_review"])],
+             ["answers at 0.9 or more after / right", f"{r['answers_at_0_9']} / {charts.pct(r['right_at_0_9'])}"]]
+    return chart, charts.table(["calibration", "value"], table, {1})
+
+
 def _meta_value(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k}={charts.fmt(x)}" for k, x in v.items()) or "–"
     return ", ".join(map(charts.fmt, v)) or "–" if isinstance(v, (list, tuple)) else charts.fmt(v)
 
 
-def render_report(scores: Any, title: str, meta: dict) -> str:
-    """The report as HTML text: `scores` a pyarrow Table (SCORES_SCHEMA), `meta` run facts for the header."""
+def render_report(scores: Any, title: str, meta: dict, calibration: dict | None = None) -> str:
+    """The report as HTML text: `scores` a pyarrow Table (SCORES_SCHEMA), `meta` run facts for the header,
+    `calibration` what calibrate.calibrate found (section 9)."""
     rows = _rows(scores)
     sections = [("Headline", _headline), ("Score by task", lambda rs: _score_groups(_by_task(rs), "task")),
                 ("Score by question type", _by_qtype), ("Score by page resolution", _by_resolution),
                 ("Document types: confusion matrix", _confusion), ("Latency and tokens per request", _latency),
-                ("Worst-scoring questions", _worst), ("Confidence against correctness", _confidence)]
+                ("Worst-scoring questions", _worst), ("Confidence against correctness", _confidence),
+                ("Calibration", lambda rs: _calibration(calibration))]
     notes = {4: "Longest side, max(width, height), of the page image the model saw.",
              6: "Rows answered by one request share its latency and token counts; each request counts once.",
              7: "The 20 lowest scores (ties in table order), with the distribution of all scores.",
              8: "Share correct per confidence bin: a calibrated confidence rises with it. Below, per threshold, "
-                "how many answers a reviewer would not need to check and how many of those are right."}
+                "how many answers a reviewer would not need to check and how many of those are right.",
+             9: "Fitted on half of the gold set's documents, measured on the other half: a calibrated confidence "
+                "lies on the diagonal. A job that names calibration.json as answers.calibration gets this scale "
+                "and, unless it sets answers.review_threshold, this threshold for needs_review."}
     body = []
     for i, (name, fn) in enumerate(sections, 1):
         chart, table = fn(rows) if rows else (charts.nodata(), "")
@@ -220,9 +245,9 @@ def render_report(scores: Any, title: str, meta: dict) -> str:
             f"</main></body></html>\n")
 
 
-def write_report(scores: Any, path: str | Path, title: str, meta: dict) -> str:
+def write_report(scores: Any, path: str | Path, title: str, meta: dict, calibration: dict | None = None) -> str:
     """Render the report and write it (UTF-8, whole) to `path`, a local path or a URI; returns it."""
     from pipeline.store import fileio
 
-    fileio.write_atomic(str(path), render_report(scores, title, meta).encode("utf-8"))
+    fileio.write_atomic(str(path), render_report(scores, title, meta, calibration).encode("utf-8"))
     return str(path)
