@@ -8,7 +8,7 @@
     docintel demo-model ./demo-model      # tiny random-weight model for CPU demos and tests
     docintel runs OUTPUT                  # every run under an output, committed or not
     docintel show OUTPUT RUN_ID           # one run's summary and failed documents
-    docintel review OUTPUT [--run RUN_ID] [--where SQL] [--limit N] --out review.html
+    docintel review OUTPUT [--run RUN_ID] [--needs-review] [--where SQL] [--limit N] --out review.html
 
 Exit codes: see `Exit` below (and the README's reliability section).
 """
@@ -279,9 +279,13 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     _apply_storage(args)
 
+    where = args.where
+    if args.needs_review:  # the rows the job's review threshold flagged (needs_review), and --where's
+        where = "needs_review" + (f" AND ({where})" if where and where.strip() else "")
+
     def writing() -> None:
         try:
-            sel = review.write_review(args.output, args.out, args.run, args.where, args.limit, args.max_side)
+            sel = review.write_review(args.output, args.out, args.run, where, args.limit, args.max_side)
         except review.ReviewError as exc:
             raise FileNotFoundError(str(exc)) from None  # nothing to review there: a usage error
         print(f"{args.out}: {len(sel.rows):,} of {sel.matching:,} matching rows of run {sel.run_id}")
@@ -309,6 +313,8 @@ def _add_browse_commands(sub) -> None:
     rv.add_argument("output", help="output folder or URI")
     rv.add_argument("--run", metavar="RUN_ID", help="a committed run (default: the latest)")
     rv.add_argument("--where", metavar="SQL", help='DuckDB predicate over the page table, e.g. "confidence < 0.6"')
+    rv.add_argument("--needs-review", action="store_true",
+                    help="only the rows flagged by the job's review threshold (needs_review)")
     rv.add_argument("--limit", type=int, default=200, help="rows shown, errors first, least confident first")
     rv.add_argument("--max-side", type=int, default=700, help="longest side of the page pictures, px")
     rv.add_argument("--out", required=True, help="the HTML file to write")

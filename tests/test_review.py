@@ -7,6 +7,7 @@ output layout (tests/test_runs.py's builders), so no engine runs.
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -222,17 +223,52 @@ PAGE_TIMEOUT_S = 5.0  # the run's render.page_timeout_s: ample for a quick page;
 @pytest.fixture(scope="module")
 def poisoned(tmp_path_factory, demo_model) -> tuple[str, str, str]:
     """A real run (the engine double answers: tests/harness.py) over an invoice and a PDF whose first
-    page hangs the renderer; its page table says render_timeout for that page. (output, poison, invoice)"""
+    page hangs the renderer; its page table says render_timeout for that page. It names a calibration
+    map (CALIBRATION: half the score, review under 0.3), as a job does after `docintel eval`.
+    (output, poison, invoice)"""
     import harness
 
     tmp = tmp_path_factory.mktemp("poisoned")
     docs, out = tmp / "docs", tmp / "out"
     invoice, poison = make_pdf(docs / "invoice.pdf", pages=2), make_hanging_page_pdf(docs / "poison.pdf")
+    (tmp / "calibration.json").write_text(json.dumps(CALIBRATION))
     done = harness.run("run", "--input", str(docs), "--output", str(out), "--model", demo_model, "--run-id", "poisoned",
-                       "--question", "What is the total?", *harness.FAST,
-                       "--set", f"render.page_timeout_s={PAGE_TIMEOUT_S}", timeout=600, **harness.double())
+                       "--question", "What is the total?", "--question", "What is the date?", *harness.FAST,
+                       "--set", f"render.page_timeout_s={PAGE_TIMEOUT_S}",
+                       "--set", f"answers.calibration={tmp / 'calibration.json'}", timeout=600, **harness.double())
     assert done.returncode == 0, done.stderr[-3000:]
     return str(out), str(poison), str(invoice)
+
+
+CALIBRATION = {"task": "docvqa", "method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 0.5], "threshold": 0.3,
+               "target_precision": 0.95}
+
+
+def test_a_named_calibration_scales_confidence_and_flags_rows_for_review(poisoned, tmp_path):
+    """needs_review in the page table, counted in the document table, and the review page's filter."""
+    from pipeline.store import output
+
+    out, poison, invoice = poisoned
+    rows = output.read_pages(out, "poisoned").to_pylist()
+    answered = [r for r in rows if r["valid"]]
+    assert answered and all(r["needs_review"] is not None for r in rows)
+    for r in answered:  # on the map's scale: at most half of the evidence-weighed score
+        assert 0 < r["confidence"] <= 0.5 * r["token_confidence"] + 1e-9
+        assert r["needs_review"] == (r["confidence"] < 0.3)
+    assert all(r["needs_review"] for r in rows if not r["valid"])  # the hung page: no answer, a look
+    flagged = {(r["source_uri"], r["question"]): 0 for r in rows}
+    for r in rows:
+        flagged[r["source_uri"], r["question"]] += bool(r["needs_review"])
+    for d in output.read_documents(out, "poisoned").to_pylist():
+        mine = [r for r in rows if r["source_uri"] == d["source_uri"] and r["question"] in (d["question"], None)]
+        assert d["needs_review_rows"] == sum(bool(r["needs_review"]) for r in mine), d
+    page = tmp_path / "flagged.html"
+    done = review(out, page, "--needs-review")
+    assert done.returncode == 0, done.stderr
+    cards = parse(page.read_text()).cards
+    assert len(cards) == sum(bool(r["needs_review"]) for r in rows) > 0
+    assert all(c["data-review"] == "1" for c in cards) and 'id="review"' in page.read_text()
+    assert page.read_text().count(">needs review</span>") == len(cards)
 
 
 def test_a_page_that_hung_the_renderer_is_shown_not_rendered_again(poisoned, tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.browse.review_pictures import DEFAULT_PAGE_TIMEOUT_S, MAX_SIDE, page_images
 from pipeline.store import fileio, layout, output
-from pipeline.evaluation.report import _e
+from pipeline.evaluation.charts import esc as _e
 from pipeline.core.rows import PAGE_TABLE
 
 DEFAULT_LIMIT = 200
@@ -129,7 +129,8 @@ JS = """
 (function(){
 const list=document.getElementById('cards'),cards=Array.from(list.children);
 const $=id=>document.getElementById(id);
-const conf=$('conf'),confv=$('confv'),nullc=$('nullconf'),kind=$('kind'),gr=$('grounded'),count=$('count');
+const conf=$('conf'),confv=$('confv'),nullc=$('nullconf'),kind=$('kind'),gr=$('grounded'),count=$('count'),
+ flag=$('review');
 let sort='default';
 const num=c=>c.dataset.conf===''?null:parseFloat(c.dataset.conf);
 const by={default:(a,b)=>a.dataset.i-b.dataset.i,
@@ -140,19 +141,20 @@ function apply(save){
  const t=parseFloat(conf.value);confv.textContent=t.toFixed(2);let shown=0;
  cards.sort(by[sort]||by.default).forEach(c=>{
   const v=num(c),ok=(v===null?nullc.checked:v<=t+1e-9)&&(kind.value==='*'||c.dataset.kind===kind.value)
-   &&(gr.value==='*'||c.dataset.grounded===gr.value);
+   &&(gr.value==='*'||c.dataset.grounded===gr.value)&&(!flag.checked||c.dataset.review==='1');
   c.hidden=!ok;shown+=ok;list.appendChild(c);});
  document.querySelectorAll('[data-sort]').forEach(b=>b.classList.toggle('on',b.dataset.sort===sort));
  count.textContent='showing '+shown+' of '+cards.length;
  if(save){const h=new URLSearchParams({sort:sort,conf:conf.value,nullconf:nullc.checked?1:0,kind:kind.value,
-  grounded:gr.value});
+  grounded:gr.value,review:flag.checked?1:0});
   history.replaceState(null,'','#'+h.toString());}}
 const h=new URLSearchParams(location.hash.slice(1));
 if(h.has('sort')&&by[h.get('sort')])sort=h.get('sort');if(h.has('conf'))conf.value=h.get('conf');
 if(h.has('nullconf'))nullc.checked=h.get('nullconf')!=='0';
 if(h.has('kind'))kind.value=h.get('kind');if(h.has('grounded'))gr.value=h.get('grounded');
+if(h.has('review'))flag.checked=h.get('review')==='1';
 document.querySelectorAll('[data-sort]').forEach(b=>b.addEventListener('click',()=>{sort=b.dataset.sort;apply(true);}));
-[conf,nullc,kind,gr].forEach(x=>x.addEventListener('input',()=>apply(true)));
+[conf,nullc,kind,gr,flag].forEach(x=>x.addEventListener('input',()=>apply(true)));
 apply(false);
 // zoom: the region around a card's boxes, from its own page picture (nothing is stored twice)
 function zoom(z){const card=z.closest('.card'),img=card.querySelector('.frame img');if(!img||!img.naturalWidth)return;
@@ -234,6 +236,8 @@ def _card(i: int, r: dict[str, Any], image: dict[str, Any] | None) -> str:
     answered = r["error_kind"] is None and r["valid"]
     g_key, g_text = GROUNDED[r["grounded"]] if answered else ("na", "")
     badges = [_conf_badge(r["confidence"])]
+    if r.get("needs_review"):
+        badges.append('<span class="badge warn">needs review</span>')
     if answered:
         badges.append(f'<span class="badge {g_key}">{g_text}</span>')
     else:
@@ -269,6 +273,7 @@ def _card(i: int, r: dict[str, Any], image: dict[str, Any] | None) -> str:
         question = f'<div class="q none">no question ({_e(what)})</div>'
     conf = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
     attrs = (f'data-i="{i}" data-conf="{conf}" data-kind="{_e(r["error_kind"] or "")}" data-grounded="{g_key}" '
+             f'data-review="{"1" if r.get("needs_review") else "0"}" '
              f'data-src="{_e(r["source_uri"])}" data-page="{-1 if r["page_index"] is None else r["page_index"]}"')
     return (f'<article class="card" id="r{i}" {attrs}><div class="page">{_page(r, image)}</div><div class="info">'
             f'{question}{_answer(r)}<div class="badges">{"".join(badges)}</div>{zoom}{err}<dl>{dl}</dl>{values}{raw}'
@@ -296,6 +301,7 @@ def render_review(sel: Selection, images: dict, meta: dict[str, Any]) -> str:
         '<label>confidence ≤ <input type="range" id="conf" min="0" max="1" step="0.01" value="1"> '
         '<output id="confv">1.00</output></label>'
         '<label><input type="checkbox" id="nullconf" checked> rows without confidence</label>'
+        '<label><input type="checkbox" id="review"> only rows that need review</label>'
         f'<label>error kind <select id="kind"><option value="*">all</option>{_options(kinds, {"": "no error"})}'
         '</select></label>'
         f'<label>grounding <select id="grounded"><option value="*">all</option>'
