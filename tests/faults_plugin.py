@@ -125,12 +125,12 @@ def _slow_rendering(delay: float) -> None:
 
 
 def _kill_core_when(needle: str) -> None:
-    from pipeline.engine import actor
+    from pipeline.engine import actor, cores
 
     loop_class = actor.EngineLoop
 
     def loop_that_kills(*args, **kwargs):
-        pids = actor._engine_core_pids()  # the actor has just started them: they are its children
+        pids = [core.pid for core in cores.children_cores("")]  # the actor has just started them
 
         def entered(key: str) -> None:
             if needle in key:
