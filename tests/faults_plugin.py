@@ -61,7 +61,7 @@ def job_settings(config: dict) -> list[str]:
         options = {k: config[k] for k in ("step_s", "steps") if k in config}
         settings += ["--set", f"engine.backend={backend}", "--set", f"engine.engine_kwargs={json.dumps(options)}"]
     if any(k in config for k in ("kill_core_when", "step_error_once", "render_delay_s")):
-        env = {"worker_process_setup_hook": f"{__name__}.install_worker",
+        env = {"worker_process_setup_hook": "faults_plugin.install_worker",  # (this file runs as __main__)
                "env_vars": {VARIABLE: json.dumps(config)}}
         settings += ["--set", f"ray.runtime_env={json.dumps(env)}"]
     return settings
