@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline.answers import answers
 from pipeline.answers.calibration import Review
 from pipeline.commit import commit, resume
-from pipeline.core import envs
+from pipeline.core import compat, envs
 from pipeline.ingest import render_guard, request, sources
 from pipeline.job import feeding, preflight, telemetry
 from pipeline.store import fileio, layout, retrying, storage, writer
@@ -172,18 +172,6 @@ def init_ray(spec: JobSpec) -> None:
                 handler.setLevel(logging.WARNING)
 
 
-def _log_folder() -> str | None:
-    """The Ray session's log folder on this node (the workers' and engines' output), if there is one.
-    Ray has no public call for it; a driver connected to a remote cluster has none."""
-    import ray
-
-    node = getattr(ray._private.worker, "_global_node", None)
-    try:
-        return f"{node.get_session_dir_path()}/logs" if node is not None else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def _stat(ref: sources.DocumentRef) -> dict[str, Any]:
     """Size and modification time as listed: what --resume compares to see the inputs are the same."""
     if "size" in ref.extra or ref.error_kind or sources.is_uri(ref.source_uri):
@@ -284,14 +272,6 @@ def _consume(ds, health, poll_s: float, progress: telemetry.Progress) -> tuple[d
     return totals, None  # finished: every page came back, whatever the ledger says now
 
 
-def _stats(ds):
-    """Ray Data's execution stats of the finished dataset (internal API: None if it moved)."""
-    try:
-        return ds._raw_stats()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def _check_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
     """A resume of the same job, or a new run id: refused before Ray starts (an answer in a second)."""
     if spec.output.resume:
@@ -390,8 +370,8 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
                                 f"(first: {totals['write_errors'][0]}). The run is not committed: "
                                 f"`--resume {paths.run_id}` redoes those pages")
         extra = {"run_id": paths.run_id, "output": paths.output, "task": task.name, "model": model_label(spec.engine),
-                 "device": device, "documents_listed": documents, "log_file": _log_folder(),
-                 "feeding": feeding.report(per_task, _stats(ds), ray.get(health.call.remote("timeline")),
+                 "device": device, "documents_listed": documents, "log_file": compat.ray_log_folder(),
+                 "feeding": feeding.report(per_task, compat.dataset_stats(ds), ray.get(health.call.remote("timeline")),
                                            totals.get("last_rendered_at"))}
         cctx = commit.CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
         marker = commit.commit_run(cctx, extra, started)
