@@ -51,9 +51,15 @@ def test_vllm_llm_still_has_the_two_halves_of_enqueue_chat_the_engine_loop_calls
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray of this process's own (never one another test started with `ray start`), one CPU."""
+    """A Ray of this process's own (never one another test started with `ray start`), one CPU. ray.init
+    writes into this process's environment (RAY_AUTH_MODE=token among it), which every later test's
+    child processes would inherit: the session's Ray, started without a token, then refuses their
+    jobs' actors. So the environment is put back as it was."""
+    import os
+
     import ray
 
+    saved = dict(os.environ)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
         ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -61,6 +67,8 @@ def local_ray():
             yield ray
         finally:
             ray.shutdown()
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 def test_ray_data_still_reports_each_task_of_a_named_map_batches_operator(local_ray, warnings_of_compat):
