@@ -116,6 +116,59 @@ def make_corpus(folder: Path) -> dict[str, int]:
     return {"invoice.pdf": 2, "report.pdf": 3, "receipt.png": 1, "memo.jpg": 1, "scan.tiff": 3}
 
 
+# ---- crafted inputs (tests/test_pages.py): documents built to trip a renderer up ----------------
+
+SCRIPTS = {"greek": "Τιμολόγιο αριθμός 42", "cyrillic": "Счёт-фактура № 42", "cjk": "发票号码 42", "arabic": "فاتورة رقم ٤٢"}
+EMBEDDED_SECRET = b"EMBEDDED-SECRET-PAYLOAD"
+
+
+def with_junk_before_header(pdf: bytes) -> bytes:
+    """A PDF as a mail gateway leaves it: a header before `%PDF-`, past its first KiB."""
+    return b"From: scanner@example.com\r\nSubject: scan\r\n\r\n" + b"x" * 2000 + b"\n" + pdf
+
+
+def javascript_pdf() -> bytes:
+    """One page of visible text, an embedded file and JavaScript to run on opening."""
+    doc = pymupdf.open()
+    doc.new_page().insert_text((72, 72), "Visible text")
+    doc.embfile_add("secret.txt", EMBEDDED_SECRET)
+    doc.xref_set_key(doc.pdf_catalog(), "OpenAction", '<</S/JavaScript/JS(app.alert\\("pwned"\\))>>')
+    return doc.tobytes()
+
+
+def scripts_pdf() -> bytes:
+    """A page of text in Greek, Cyrillic, Chinese and Arabic."""
+    doc = pymupdf.open()
+    page = doc.new_page()
+    for i, (name, text) in enumerate(SCRIPTS.items()):
+        page.insert_text((72, 72 + 24 * i), text, fontname="china-s" if name == "cjk" else "helv", fontsize=12)
+    return doc.tobytes()
+
+
+def huge_page_pdf() -> bytes:
+    """One word on a page of 200 x 200 inches."""
+    doc = pymupdf.open()
+    doc.new_page(width=200 * 72, height=200 * 72).insert_text((72, 72), "huge")
+    return doc.tobytes()
+
+
+def slow_page_pdf(path: Path, curves: int = 2000) -> Path:
+    """Page 0 takes seconds to render (thousands of filled, overlapping Bezier curves); page 1 is quick."""
+    import random
+
+    doc = pymupdf.open()
+    shape = doc.new_page().new_shape()
+    rnd = random.Random(1)
+    for _ in range(curves):
+        x, y = rnd.uniform(0, 612), rnd.uniform(0, 792)
+        shape.draw_bezier((x, y), (x + 300, y - 200), (x - 200, y + 300), (612 - x, 792 - y))
+    shape.finish(width=3, color=(0, 0, 0), fill=(0.5, 0.5, 0.9), closePath=True)
+    shape.commit()
+    doc.new_page().insert_text((72, 72), "quick page")
+    doc.save(path)
+    return path
+
+
 def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")

@@ -32,6 +32,17 @@ def test_render_bench_renders_every_page_of_every_case(tmp_path):
         assert r["pages_per_s_per_core"] > 0
 
 
+def test_blank_bench_measures_both_ways_on_every_corpus_at_both_renders(tmp_path):
+    out = tmp_path / "blank.json"
+    _bench("bench/bench_blank.py", "--pages", "1", "--out", str(out))
+    result = json.loads(out.read_text())
+    groups = {(r["render"], r["group"], r["kind"]) for r in result["results"]}
+    assert {g[0] for g in groups} == {"default", "reader"} and len(groups) == 2 * len({g[1:] for g in groups})
+    assert {g[1] for g in groups} == {"samples", "tests", "tests-hostile", "reader", "sparse", "near-blank"}
+    assert all(r["pages"] >= 1 for r in result["results"]), result["results"]
+    assert result["summary"]["guarded_split_agrees"] and all("gated" in p for p in result["pages"])  # all rendered
+
+
 @pytest.mark.engine
 def test_gpu_bench_compares_raw_and_pipeline_on_identical_requests(tmp_path, demo_model):
     out = tmp_path / "cmp.json"

@@ -18,10 +18,12 @@ def _key(spec: JobSpec, questions=None) -> str:
 
 def test_the_key_changes_with_everything_that_changes_an_answer_and_not_with_the_page_limit():
     base = JobSpec(task=TaskSpec(questions=["q"]))
-    same = [JobSpec(task=TaskSpec(questions=["q"])), JobSpec(task=TaskSpec(questions=["q"]), render={"max_pages": 9})]
+    same = [JobSpec(task=TaskSpec(questions=["q"])), JobSpec(task=TaskSpec(questions=["q"]), render={"max_pages": 9}),
+            JobSpec(task=TaskSpec(questions=["q"]), render={"blank_page": {"enabled": True}})]  # the default
     other = [JobSpec(task=TaskSpec(questions=["q2"])), JobSpec(task=TaskSpec(name="classify")),
              JobSpec(task=TaskSpec(questions=["q"]), engine={"model": "/models/other"}),
              JobSpec(task=TaskSpec(questions=["q"]), render={"max_side": 1024}),
+             JobSpec(task=TaskSpec(questions=["q"]), render={"blank_page": {"enabled": False}}),  # other pages asked
              JobSpec(task=TaskSpec(questions=["q"], question_mode="each")),
              JobSpec(task=TaskSpec(questions=["q"]), engine={"temperature": 0.0})]
     assert all(_key(s) == _key(base) for s in same)

@@ -6,7 +6,8 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docgen import make_jpeg, make_pdf, make_png, make_tiff, png_bytes
+from docgen import (EMBEDDED_SECRET, huge_page_pdf, javascript_pdf, make_jpeg, make_pdf, make_png, make_tiff,
+                    png_bytes, scripts_pdf, slow_page_pdf, with_junk_before_header)
 from pipeline.core.config import RenderSpec
 from pipeline.ingest.pages import fit_zoom, sniff_format, split_document
 from pipeline.ingest.sources import content_id
@@ -54,12 +55,11 @@ def test_large_image_is_scaled_to_max_side():
 
 
 def test_a_pdf_with_junk_before_its_header_is_read_as_the_readers_read_it(tmp_path):
-    data = make_pdf(tmp_path / "a.pdf", pages=1).read_bytes()
-    junk = b"From: scanner@example.com\r\nSubject: scan\r\n\r\n" + b"x" * 2000 + b"\n"  # header past 1 KiB
-    assert sniff_format(junk + data) == "pdf"
-    (row,) = split_document(_doc(junk + data), RenderSpec())
+    data = with_junk_before_header(make_pdf(tmp_path / "a.pdf", pages=1).read_bytes())
+    assert sniff_format(data) == "pdf"
+    (row,) = split_document(_doc(data), RenderSpec())
     assert row["error_kind"] is None and row["doc_format"] == "pdf" and "Total: 1,234.50" in row["text"]
-    assert sniff_format(junk + b"%PDF-1.7 but nothing of a PDF follows") is None  # MuPDF finds no page
+    assert sniff_format(with_junk_before_header(b"%PDF-1.7 but nothing of a PDF follows")) is None  # no page
 
 
 def test_rows_have_the_page_shape_and_words_with_boxes(tmp_path):
@@ -142,29 +142,8 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 
 def test_absurd_pdf_page_size_is_rendered_small(tmp_path):
-    doc = pymupdf.open()
-    doc.new_page(width=200 * 72, height=200 * 72).insert_text((72, 72), "huge")  # 200 x 200 inches
-    path = tmp_path / "huge.pdf"
-    doc.save(path)
-    (row,) = split_document(_doc(path.read_bytes()), RenderSpec(dpi=300, max_side=1540))
+    (row,) = split_document(_doc(huge_page_pdf()), RenderSpec(dpi=300, max_side=1540))
     assert row["error_kind"] is None and (row["width"], row["height"]) == (1540, 1540)
-
-
-def _slow_page_pdf(path, curves=2000):
-    """Page 0 takes seconds to render (thousands of filled, overlapping Bezier curves); page 1 is quick."""
-    import random
-
-    doc = pymupdf.open()
-    shape = doc.new_page().new_shape()
-    rnd = random.Random(1)
-    for _ in range(curves):
-        x, y = rnd.uniform(0, 612), rnd.uniform(0, 792)
-        shape.draw_bezier((x, y), (x + 300, y - 200), (x - 200, y + 300), (612 - x, 792 - y))
-    shape.finish(width=3, color=(0, 0, 0), fill=(0.5, 0.5, 0.9), closePath=True)
-    shape.commit()
-    doc.new_page().insert_text((72, 72), "quick page")
-    doc.save(path)
-    return path
 
 
 def test_a_page_that_hangs_the_renderer_is_abandoned_and_the_rest_rendered(tmp_path):
@@ -172,7 +151,7 @@ def test_a_page_that_hangs_the_renderer_is_abandoned_and_the_rest_rendered(tmp_p
 
     from pipeline.ingest.render_guard import split_guarded
 
-    data = _slow_page_pdf(tmp_path / "slow.pdf").read_bytes()
+    data = slow_page_pdf(tmp_path / "slow.pdf").read_bytes()
     began = time.monotonic()
     rows = split_guarded(_doc(data), RenderSpec(dpi=150, page_timeout_s=0.5))
     assert time.monotonic() - began < 4  # the slow page alone renders for seconds
@@ -194,28 +173,15 @@ def test_guarded_split_matches_the_plain_one(tmp_path):
 
 
 def test_javascript_and_embedded_files_are_neither_run_nor_extracted():
-    doc = pymupdf.open()
-    doc.new_page().insert_text((72, 72), "Visible text")
-    doc.embfile_add("secret.txt", b"EMBEDDED-SECRET-PAYLOAD")
-    doc.xref_set_key(doc.pdf_catalog(), "OpenAction", '<</S/JavaScript/JS(app.alert\\("pwned"\\))>>')
-    data = doc.tobytes()
+    data = javascript_pdf()
     (row,) = split_document(_doc(data), RenderSpec())
     assert row["error_kind"] is None and "Visible text" in row["text"]
-    assert "EMBEDDED-SECRET-PAYLOAD" not in row["text"] and b"EMBEDDED-SECRET-PAYLOAD" not in row["image"]
+    assert EMBEDDED_SECRET.decode() not in row["text"] and EMBEDDED_SECRET not in row["image"]
     with pymupdf.open(stream=data) as opened:  # as pages.py opens it: MuPDF's JavaScript engine stays off
         assert not pymupdf.mupdf.pdf_js_supported(pymupdf._as_pdf_document(opened))
 
 
 def test_text_in_unexpected_scripts_renders_and_survives_the_text_layer(tmp_path):
-    doc = pymupdf.open()
-    page = doc.new_page()
-    samples = {"greek": "Τιμολόγιο αριθμός 42", "cyrillic": "Счёт-фактура № 42", "cjk": "发票号码 42",
-               "arabic": "فاتورة رقم ٤٢"}
-    y = 72
-    for name, text in samples.items():
-        font = "china-s" if name == "cjk" else "helv"
-        page.insert_text((72, y), text, fontname=font, fontsize=12)
-        y += 24
-    (row,) = split_document(_doc(doc.tobytes()), RenderSpec())
+    (row,) = split_document(_doc(scripts_pdf()), RenderSpec())
     assert row["error_kind"] is None and row["image"]
     assert "发票号码" in row["text"]

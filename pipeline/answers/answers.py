@@ -156,7 +156,9 @@ def answer_rows(engine_row: dict[str, Any], task: Task, run_id: str, model_id: s
         base["error"] = str(base["error"])[:4000]
     prompts = engine_row.get("prompts") or []
     if not prompts:
-        return [dict(base, needs_review=review.needs_review(None, False))]
+        unasked = engine_row.get("questions_unasked")  # nothing to read (blank_page): a row per question
+        rows = [dict(base, question=q) for q in unasked] if unasked else [base]
+        return [dict(r, needs_review=review.needs_review(None, False)) for r in rows]
     rows = []
     for prompt, out in zip(prompts, engine_row["outputs"], strict=True):
         rows.extend(_question_rows(engine_row, prompt, out, task, base, review))

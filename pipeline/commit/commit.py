@@ -28,7 +28,7 @@ from pipeline.commit import accounting, manifest, rollup
 from pipeline.store import fileio, layout, retrying, writer
 from pipeline.commit.identity import document_key
 from pipeline.commit.resume import drop_derived, written_files
-from pipeline.core.rows import DOCUMENT_TABLE, MANIFEST, PAGE_TABLE, Column, Shape
+from pipeline.core.rows import DOCUMENT_TABLE, MANIFEST, PAGE_TABLE, Column, ErrorKind as E, Shape
 from pipeline.tasks import Task
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CommitContext:
 def _result_shape(ctx: CommitContext) -> Shape:
     extra = [Column("kind", pa.string(), False, "doc, lost or manifest")]
     extra += [Column(_M + c.name, c.type, True, c.description) for c in MANIFEST.columns if c.name != "source_uri"]
-    extra += [Column(_M + n, pa.int64(), True, "") for n in ("prompt_tokens", "output_tokens")]
+    extra += [Column(_M + n, pa.int64(), True, "") for n in ("prompt_tokens", "output_tokens", "blank_pages")]
     extra.append(Column(_M + "kind_counts", pa.string(), True, "JSON: error kind -> rows"))
     extra.append(Column(_M + "path", pa.string(), True, "superseded: the staged file that holds a page twice"))
     return ctx.document_shape.extend("commit_result", extra).nullable()
@@ -98,7 +98,8 @@ def settle_document(source_uri: str, listed: dict | None, rows: list[dict], ctx:
                 **{_M + k: v for k, v in m.items() if k != "source_uri"},
                 _M + "prompt_tokens": round(sum((r.get("prompt_tokens") or 0) * w for r, w in zip(everything, share))),
                 _M + "output_tokens": round(sum((r.get("output_tokens") or 0) * w for r, w in zip(everything, share))),
-                _M + "kind_counts": json.dumps(Counter(r["error_kind"] for r in everything if r["error_kind"]))})
+                _M + "kind_counts": json.dumps(Counter(r["error_kind"] for r in everything if r["error_kind"])),
+                _M + "blank_pages": len({r["page_index"] for r in everything if r["error_kind"] == E.BLANK_PAGE})})
     return out
 
 
@@ -168,7 +169,8 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
 
 def _count(result) -> dict[str, Any]:
     """Run totals from the manifest rows, streamed: a few numbers held, whatever the run's size."""
-    cols = [_M + c for c in ("rows", "valid_rows", "pages", "status", "prompt_tokens", "output_tokens", "kind_counts")]
+    cols = [_M + c for c in ("rows", "valid_rows", "pages", "status", "prompt_tokens", "output_tokens", "kind_counts",
+                             "blank_pages")]
     totals: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     manifests = result.map_batches(_select_manifest, batch_format="pyarrow", fn_kwargs={"cols": cols})
@@ -177,12 +179,14 @@ def _count(result) -> dict[str, Any]:
             skipped = row[_M + "status"] == "skipped_unchanged"
             totals["documents_skipped" if skipped else "documents"] += 1
             if not skipped:
-                for key in ("rows", "valid_rows", "pages", "prompt_tokens", "output_tokens"):
+                for key in ("rows", "valid_rows", "pages", "prompt_tokens", "output_tokens", "blank_pages"):
                     totals[key] += row[_M + key] or 0
                 failures.update(json.loads(row[_M + "kind_counts"] or "{}"))
     return {"documents": totals["documents"], "skipped_unchanged": totals["documents_skipped"],
             "pages": totals["pages"], "rows": totals["rows"], "valid_rows": totals["valid_rows"],
             "prompt_tokens": totals["prompt_tokens"], "output_tokens": totals["output_tokens"],
+            # pages with nothing to read are counted apart: they are no failure
+            "blank_pages": totals["blank_pages"], "blank_rows": failures.pop(E.BLANK_PAGE.value, 0),
             "failures": dict(failures)}
 
 

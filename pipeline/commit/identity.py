@@ -2,11 +2,11 @@
 
 `fingerprint(spec)` lists them: the task and how it asks (questions, mode, token limits, the
 fields schema itself), the prompt version, the model as rows name it and how it samples, and the
-rendering that decides what the model sees. `--resume` refuses to go on under a different
-fingerprint (and says which settings differ); `--incremental` skips a document only when a
-committed run answered the same content under the same `document_key`, which is the fingerprint
-with the document's own questions, minus `render.max_pages` (a document cut by that limit is redone
-when it rises: see manifest.py).
+rendering that decides what the model sees and which pages it is asked about (render.blank_page).
+`--resume` refuses to go on under a different fingerprint (and says which settings differ);
+`--incremental` skips a document only when a committed run answered the same content under the same
+`document_key`, which is the fingerprint with the document's own questions, minus `render.max_pages`
+(a document cut by that limit is redone when it rises: see manifest.py).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from pipeline.core.config import JobSpec
+from pipeline.core.config import BlankPageSpec, JobSpec
 from pipeline.engine.model import model_label
 from pipeline.tasks import Task
 
@@ -29,7 +29,10 @@ def fingerprint(spec: JobSpec, task: Task) -> dict[str, Any]:
         "model": model_label(e), "system_prompt": e.system_prompt, "temperature": e.temperature,
         "seed": e.seed, "dtype": e.dtype, "quantization": e.quantization,
         "render": {"dpi": r.dpi, "max_side": r.max_side, "max_pixels": r.max_pixels,
-                   "image_format": r.image_format, "max_pages": r.max_pages},
+                   "image_format": r.image_format, "max_pages": r.max_pages,
+                   # which pages are asked; named when not the default, so the runs from before the
+                   # gate keep their fingerprint
+                   **({"blank_page": r.blank_page.model_dump()} if r.blank_page != BlankPageSpec() else {})},
         # the confidence scale and the review threshold change the rows; absent when unset, so runs
         # from before they existed keep their identity
         **({"answers": _answers(spec.answers)} if spec.answers.calibration or spec.answers.review_threshold is not None

@@ -1,10 +1,10 @@
 """The run's manifest: one row per listed document (id, job key, pages, status), and what
 `--incremental` reads back from committed runs.
 
-Status: `ok` (every row answered), `failed` (only lasting errors), `retry` (a transient error among
-its rows, such as not_processed or engine_error: --incremental redoes the document),
-`skipped_unchanged` (a committed run already answered it). The manifest lives in the run's record
-(layout.py), not in the table folders, so no reader of the data sees it.
+Status: `ok` (every row answered, or of a page with nothing to read: blank_page), `failed` (only lasting
+errors), `retry` (a transient error among its rows, such as not_processed or engine_error: --incremental
+redoes the document), `skipped_unchanged` (a committed run already answered it). The manifest lives in
+the run's record (layout.py), not in the table folders, so no reader of the data sees it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pipeline.core.rows import MANIFEST, TRANSIENT, ErrorKind as E
 def document_status(kinds: set[str | None]) -> str:
     if kinds == {E.SKIPPED_UNCHANGED.value}:
         return E.SKIPPED_UNCHANGED.value
-    if kinds <= {None}:
+    if kinds <= {None, E.BLANK_PAGE.value}:  # a page with nothing to read was done: nothing to redo
         return "ok"
     return "retry" if kinds & {k.value for k in TRANSIENT} else "failed"
 

@@ -6,7 +6,9 @@ The rule (the README states it): the page answers vote. A valid answer votes wit
 value (the `answer` text for docvqa and chartqa, `doc_type` for classify), compared case-folded with
 whitespace collapsed; empty and "unanswerable" answers do not vote. The value with most votes wins,
 a tie goes to the earliest page, and the document's answer is that earliest agreeing page's answer,
-with its confidence, its place on the page and its typed columns. For an extraction (`fields`),
+with its confidence, its place on the page and its typed columns. A page with nothing to read
+(blank_page) has no answer, so it never votes, and it does not make a document partial; a document
+of blank pages only is failed, with blank_page its one error kind. For an extraction (`fields`),
 every top-level field votes on its own the same way (null values do not vote) and the merged object
 is the answer; its typed columns come from the user's schema (pipeline/tasks/typed_fields.py), and
 its confidence is the least confident page it took a field from. Every document row counts the page
@@ -57,8 +59,9 @@ def _status(rows: list[dict[str, Any]]) -> str:
     kinds = {r["error_kind"] for r in rows}
     if kinds == {E.SKIPPED_UNCHANGED.value}:
         return E.SKIPPED_UNCHANGED.value
-    valid = sum(1 for r in rows if r["valid"])
-    return "ok" if valid == len(rows) else ("failed" if valid == 0 else "partial")
+    asked = [r for r in rows if r["error_kind"] != E.BLANK_PAGE.value]  # a blank page is no failure
+    valid = sum(1 for r in asked if r["valid"])
+    return "ok" if asked and valid == len(asked) else ("failed" if valid == 0 else "partial")
 
 
 def _errors(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -147,6 +147,20 @@ class AnswersSpec(_Strict):
                                           "with neither, needs_review is null.")
 
 
+class BlankPageSpec(_Strict):
+    """The gate that keeps pages with nothing to read from the engine (pipeline/ingest/blank.py says
+    what counts; bench/RESULTS.md, "Blank pages", has the measured margins)."""
+
+    enabled: bool = Field(True, description="Pages with nothing to read get blank_page rows and no engine time.")
+    max_ink: float = Field(1.5e-4, ge=0, le=1, description="A page whose marks (ink other than straight strokes "
+                           "such as a staple) cover at most this share of it, and whose text layer holds nothing "
+                           "but a page number, has nothing to read.")
+    min_contrast: int = Field(24, ge=1, le=255, description="Grey levels a pixel must differ from the paper "
+                              "around it to be ink (more where the page is noisier).")
+    margin: float = Field(0.04, ge=0, lt=0.5, description="Share of each side not looked at (a scanner's lid "
+                          "edge and shadow).")
+
+
 class RenderSpec(_Strict):
     dpi: int = Field(150, ge=36, le=600)
     max_side: int = Field(1540, ge=64, le=MAX_IMAGE_SIDE, description="Longest side in pixels after rendering.")
@@ -155,6 +169,8 @@ class RenderSpec(_Strict):
     page_timeout_s: float = Field(60.0, gt=0, description="A page that renders longer is abandoned with an error row.")
     keep_text: bool = Field(True, description="Keep the PDF text layer in the page row.")
     image_format: Literal["png", "jpeg"] = "png"
+    blank_page: BlankPageSpec = Field(default_factory=BlankPageSpec, description="Pages with nothing to read: "
+                                      "blank_page rows, no engine time (enabled: false sends every page).")
 
 
 class OutputSpec(_Strict):

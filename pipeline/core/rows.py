@@ -19,7 +19,9 @@ import pyarrow as pa
 
 
 class ErrorKind(str, enum.Enum):
-    """`error_kind` of a row; null on success. The README's list is checked against this one."""
+    """`error_kind` of a row; null on success. The README's list is checked against this one.
+    `blank_page` is no failure: the page has nothing to read (pipeline/ingest/blank.py), so the
+    engine was not asked; its rows carry their questions and no answer, and they do not vote."""
 
     NOT_FOUND = "not_found"
     READ_ERROR = "read_error"
@@ -40,6 +42,7 @@ class ErrorKind(str, enum.Enum):
     RENDER_TIMEOUT = "render_timeout"
     RENDER_CRASH = "render_crash"
     SPLIT_ERROR = "split_error"
+    BLANK_PAGE = "blank_page"
     CONTEXT_EXCEEDED = "context_exceeded"
     NO_QUESTION = "no_question"
     ENGINE_ERROR = "engine_error"
@@ -158,7 +161,7 @@ PAGE = Shape("page", [
     _c("doc_format", pa.string(), "Format detected from the bytes: pdf, png, jpeg, tiff, ..."),
     _c("render_s", pa.float64(), "Seconds spent rendering the page."),
     _c("rendered_at", pa.float64(), "When the split stage handed the page on (epoch seconds; feeding.py)."),
-    _c("error_kind", pa.string(), "Why the page (or document) has no image."),
+    _c("error_kind", pa.string(), "Why the page (or document) has no image; blank_page: it has nothing to read."),
     _c("error", pa.string(), "Human-readable error message."),
 ])
 
@@ -170,6 +173,8 @@ PROMPT = pa.struct([("instruction", pa.string()), ("schema_json", pa.string()),
 REQUEST = PAGE.extend("request", drop=("image", "text", "questions"), columns=[
     _c("image_url", pa.string(), "The page image as a data URL, as the engine takes it."),
     _c("prompts", pa.list_(PROMPT), "The page's engine requests (one per question, or one for all)."),
+    _c("questions_unasked", pa.list_(pa.string()), "A page with nothing to read (blank_page): the questions it "
+       "would have been asked, each a row without an answer (no engine request)."),
     _c("task", pa.string(), "Task name."),
     _c("prompt_version", pa.string(), "Prompt template version."),
 ])
@@ -228,7 +233,8 @@ PAGE_TABLE = Shape("pages", [
     _c("height", pa.int32(), "Height in pixels of the image the model saw."),
     _c("doc_format", pa.string(), "Format detected from the bytes: pdf, png, jpeg, tiff, ..."),
     _c("task", pa.string(), "Task name (docvqa, ...).", nullable=False),
-    _c("question", pa.string(), "The question asked; null for tasks without one and for failed pages."),
+    _c("question", pa.string(), "The question asked (of a blank_page page: not asked, no answer); null for "
+       "tasks without one and for failed pages."),
     *TYPED_ANSWER,
     VALUE_DETAILS,
     _c("raw_output", pa.string(), "What the engine returned on the last attempt, verbatim (the whole array when "
@@ -236,7 +242,8 @@ PAGE_TABLE = Shape("pages", [
     _c("request_questions", pa.int16(), "Questions answered by the engine request of this row; its token counts "
        "are that request's."),
     _c("valid", pa.bool_(), "True when answer_json is valid for the task schema.", nullable=False),
-    _c("error_kind", pa.string(), "Null on success; else one of the error kinds (README)."),
+    _c("error_kind", pa.string(), "Null on success; else one of the error kinds (README). blank_page: the page "
+       "has nothing to read and the engine was not asked: no failure."),
     _c("error", pa.string(), "Human-readable error message."),
     _c("finish_reason", pa.string(), "vLLM's finish reason of the last attempt (stop, length)."),
     _c("attempts", pa.int8(), "Engine attempts for this row (0 if it never reached the engine).", nullable=False),
@@ -256,7 +263,8 @@ DOCUMENT_TABLE = Shape("documents", [
     _c("source_uri", pa.string(), "Where the document was read from.", nullable=False),
     _c("task", pa.string(), "Task name.", nullable=False),
     _c("question", pa.string(), "The question (null for tasks without one: fields, classify)."),
-    _c("status", pa.string(), "ok: every page answered; partial: some pages failed; failed: no page answered; "
+    _c("status", pa.string(), "ok: every page answered (blank pages aside); partial: some pages failed; failed: "
+       "no page answered (error_kinds says why; blank_page alone: no page had anything to read); "
        "skipped_unchanged: a committed run already answered it (see error).", nullable=False),
     *TYPED_ANSWER,
     _c("page_index", pa.int32(), "The page the document's answer comes from (the earliest that gives it)."),

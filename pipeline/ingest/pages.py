@@ -11,15 +11,20 @@ that cannot be split yields exactly one row with `error_kind`/`error`; nothing r
 Limits (all in `RenderSpec`): `max_pages` per document (later pages get one error row),
 `max_pixels` of a source image before it is decoded (decompression bombs), `max_side` of
 the rendered image, and `page_timeout_s` per page.
+
+A rendered page with nothing to read (blank.py: no ink but dust, a staple or a page number, and no
+text) gets a `blank_page` row without an image, which the later stages pass by the engine.
 """
 from __future__ import annotations
 
+import functools
 import io
 import time
 from typing import Any, Iterator
 
 from pipeline.answers import grounding
 from pipeline.core.config import RenderSpec
+from pipeline.ingest import blank
 from pipeline.core.rows import PAGE, ErrorKind as E
 
 # Magic numbers of the formats we accept; anything else is "unsupported_format".
@@ -83,9 +88,15 @@ def limit_row(doc: dict[str, Any], count: int, max_pages: int, doc_format: str |
                      f"(render.max_pages={max_pages})", page_count=count, doc_format=doc_format)
 
 
-def _page_row(doc, fmt, index, count, image_bytes, width, height, text, seconds) -> dict[str, Any]:
-    return PAGE.row(doc, page_index=index, page_count=count, width=width, height=height, image=image_bytes,
-                    text=text, doc_format=fmt, render_s=round(seconds, 4))
+def _page_row(doc, fmt, index, count, picture, encode, text, words, spec: RenderSpec, began: float) -> dict[str, Any]:
+    """The row of a rendered page (`picture`: a Pixmap or a Pillow image, `encode()` its bytes), or,
+    when it has nothing to read, its blank_page row without an image (blank.py)."""
+    gate = spec.blank_page
+    reason = blank.blank_reason(blank.gray_of(picture), words, gate) if gate.enabled else None
+    return PAGE.row(doc, page_index=index, page_count=count, width=picture.width, height=picture.height,
+                    image=None if reason else encode(), text=text, words=words, doc_format=fmt,
+                    render_s=round(time.monotonic() - began, 4), error_kind=str(E.BLANK_PAGE) if reason else None,
+                    error=reason)
 
 
 def _todo(doc: dict[str, Any], index: int) -> bool:
@@ -100,6 +111,10 @@ def fit_zoom(width_pt: float, height_pt: float, dpi: int, max_side: int) -> floa
     if longest > max_side:
         zoom = max_side / max(width_pt, height_pt)
     return zoom
+
+
+def _encode_pixmap(pix, fmt: str) -> bytes:
+    return pix.tobytes("png") if fmt == "png" else pix.tobytes("jpeg", jpg_quality=90)
 
 
 def _encode(img, fmt: str) -> bytes:
@@ -138,13 +153,11 @@ def _pdf_pages(doc: dict[str, Any], spec: RenderSpec, password: str | None, star
                     raise PageError(E.BAD_PAGE_SIZE, f"page size {rect.width}x{rect.height} pt")
                 zoom = fit_zoom(rect.width, rect.height, spec.dpi, spec.max_side)
                 pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False)
-                image = pix.tobytes("png") if spec.image_format == "png" else pix.tobytes("jpeg", jpg_quality=90)
                 text = page.get_text("text") if spec.keep_text else None
                 words = grounding.page_words(page)
-                seconds = time.monotonic() - began
-                row = _page_row(doc, "pdf", index, count, image, pix.width, pix.height, text, seconds)
-                row["words"] = grounding.words_to_columns(words) if words else None
-                yield row
+                encode = functools.partial(_encode_pixmap, pix, spec.image_format)
+                yield _page_row(doc, "pdf", index, count, pix, encode, text,
+                                grounding.words_to_columns(words) if words else None, spec, began)
             except PageError as exc:
                 yield error_row(doc, exc.kind, str(exc), index, count, "pdf")
             except Exception as exc:
@@ -182,9 +195,8 @@ def _image_pages(doc: dict[str, Any], fmt: str, spec: RenderSpec, start: int = 0
                 raise PageError(E.TOO_MANY_PIXELS, f"frame {w}x{h} px > render.max_pixels={spec.max_pixels}")
             page = frame.convert("RGB")
             page.thumbnail((spec.max_side, spec.max_side), Image.Resampling.LANCZOS)
-            image = _encode(page, spec.image_format)
-            yield _page_row(doc, fmt, index, count, image, page.width, page.height, None,
-                            time.monotonic() - began)
+            yield _page_row(doc, fmt, index, count, page, functools.partial(_encode, page, spec.image_format),
+                            None, None, spec, began)
         except PageError as exc:
             yield error_row(doc, exc.kind, str(exc), index, count, fmt)
         except Exception as exc:

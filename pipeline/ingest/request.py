@@ -30,13 +30,16 @@ def request_row(page: dict[str, Any], task: "Task", task_spec: "TaskSpec", syste
     """A page row -> its request row: one prompt per question, or one for all asked together (or one
     for each group of task.questions_per_request).
 
-    A failed page passes through with its error and no prompt; a page without questions, or whose
-    prompt cannot fit the context, gets that error here, before any engine time is spent.
+    A failed page passes through with its error and no prompt, and so does a page with nothing to read
+    (blank_page), with the questions it is not asked; a page without questions, or whose prompt cannot
+    fit the context, gets that error here, before any engine time is spent.
     """
     row = REQUEST.row(page, task=task.name, prompt_version=task.prompt_version, prompts=[])
+    questions = task.questions_for(page.get("questions") or [], task_spec.questions)
+    if page.get("error_kind") == E.BLANK_PAGE:
+        row["questions_unasked"] = questions
     if page.get("error_kind"):
         return row
-    questions = task.questions_for(page.get("questions") or [], task_spec.questions)
     if not questions:
         row.update(error_kind=str(E.NO_QUESTION), error="no question for this page: give questions in the "
                    "manifest or task.questions")

@@ -21,7 +21,9 @@ class RunSummary:
     skipped_unchanged: int
     rows: int
     valid_rows: int
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # error kind -> rows; blank_page rows are no failure
+    blank_pages: int = 0  # pages with nothing to read: not asked (pipeline/ingest/blank.py)
+    blank_rows: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
     seconds: float = 0.0
@@ -44,13 +46,16 @@ class RunSummary:
         return dict(asdict(self), pages_per_s=round(self.pages_per_s, 4))
 
     def render(self) -> str:
+        blank_pages = f"  ({self.blank_pages} with nothing to read: not asked)" if self.blank_pages else ""
+        blank_rows = f"  blank {self.blank_rows}" if self.blank_rows else ""
         lines = [
             f"run {self.run_id}  task={self.task}  engine on {self.device}",
             f"  model      {self.model}",
             f"  documents  {self.documents} (listed {self.documents_listed}, skipped as unchanged "
             f"{self.skipped_unchanged})",
-            f"  pages      {self.pages}",
-            f"  rows       {self.rows}  valid {self.valid_rows}  failed {self.rows - self.valid_rows}",
+            f"  pages      {self.pages}{blank_pages}",
+            f"  rows       {self.rows}  valid {self.valid_rows}{blank_rows}  "
+            f"failed {self.rows - self.valid_rows - self.blank_rows}",
         ]
         if self.failures:
             kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.failures.items(), key=lambda kv: -kv[1]))

@@ -20,6 +20,8 @@ import time
 from functools import lru_cache
 from typing import Any
 
+from pipeline.core.rows import ErrorKind as E
+
 
 @lru_cache(maxsize=1)
 def _metrics():
@@ -80,8 +82,11 @@ class Progress:
             return
         self.last = now
         pages, seconds = totals.get("pages", 0), now - self.began
-        failed = sum(totals.get("error_kinds", {}).values())
-        line = (f"run {self.run_id}: {pages} pages written ({totals.get('rows', 0)} rows, {failed} failed) of "
+        kinds = totals.get("error_kinds", {})
+        blank = kinds.get(E.BLANK_PAGE.value, 0)  # rows of pages with nothing to read: no failure
+        failed = sum(kinds.values()) - blank
+        line = (f"run {self.run_id}: {pages} pages written ({totals.get('rows', 0)} rows, "
+                + (f"{blank} blank, " if blank else "") + f"{failed} failed) of "
                 f"{self.documents} documents, {pages / seconds if seconds else 0:.2f} pages/s, {seconds:.0f} s")
         try:
             _metrics()["rate"].set(pages / seconds if seconds else 0.0, {"run_id": self.run_id})
