@@ -19,8 +19,11 @@ page, so its score is the document table's roll-up. Bars: pages and the two-page
 
 DIR/reader_check.json holds the stack (versions, device, the Pixtral patch's line from the engine's
 log), each task's and variant's mean, the bars, the share of answers written in the answer format
-(pipeline/engine/answer_format.py), and every item (question, prediction, score, confidence, the
-engine's raw output), so every figure can be re-derived; each eval's log and report are in DIR.
+(pipeline/engine/answer_format.py), per variant the answers at confidence 0.9 or more and how many of
+those are wrong, the calibration eval fitted (calibration.json's figures: ECE before and after on the
+half it was not fitted on, the review threshold), and every item (question, prediction, score,
+confidences, the engine's raw output), so every figure can be re-derived; each eval's log and report
+are in DIR.
 """
 from __future__ import annotations
 
@@ -162,7 +165,8 @@ def run_task(task: str, gold: Path, out: Path, model: str, extra: list[str]) -> 
         items.append({"task": task, "variant": variant, "document": os.path.relpath(r["source_uri"].removeprefix("file://"), out),
                       "page": r["page_index"], "question": r["question"], "references": r["references"],
                       "prediction": r["prediction"], "score": r["score"], "correct": r["correct"],
-                      "confidence": r["confidence"], "width": r["width"], "height": r["height"],
+                      "confidence": r["confidence"], "token_confidence": r["token_confidence"],
+                      "needs_review": r["needs_review"], "width": r["width"], "height": r["height"],
                       "raw_output": page_raw})
     result["items"] = items
     result["variants"] = {}
@@ -174,6 +178,11 @@ def run_task(task: str, gold: Path, out: Path, model: str, extra: list[str]) -> 
                                            "passes": passes(variant, mean)}
     formats = [c for c in (_compact(i["raw_output"]) for i in items) if c is not None]
     result["compact_answers"] = round(sum(formats) / len(formats), 4) if formats else None
+    for variant, figures in result["variants"].items():  # the answers a reviewer would not be sent to
+        sure = [i for i in items if i["variant"] == variant and (i["confidence"] or 0) >= 0.9]
+        figures.update(confidence_0_9=len(sure), confident_and_wrong=sum(not i["correct"] for i in sure))
+    calibration = out / "runs" / "_eval" / task / "calibration.json"
+    result["calibration"] = json.loads(calibration.read_text())["measured"] if calibration.exists() else None
     return result
 
 

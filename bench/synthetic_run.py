@@ -273,8 +273,11 @@ def page_table(p: Plan, units: range, model_id: str, prompt_version: str) -> tup
         task=pa.array(["docvqa"] * n, pa.string()), answer_number=pa.nulls(n, pa.float64()),
         answer_unit=pa.nulls(n, pa.string()), answer_boxes=boxes.take(idx), value_details=details.take(idx),
         model_id=pa.array([model_id] * n, pa.string()), prompt_version=pa.array([prompt_version] * n, pa.string()),
-        created_at=pa.array([CREATED] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")))
-    return pa.table([arrays[f.name] for f in PAGE_TABLE.schema], schema=PAGE_TABLE.schema), keys
+        created_at=pa.array([CREATED] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        token_confidence=arrays["confidence"])  # no text layer to weigh it against: the same
+    # the columns a run without a review threshold leaves null (needs_review, ...)
+    return pa.table([arrays.get(f.name, pa.nulls(n, f.type)) for f in PAGE_TABLE.schema],
+                    schema=PAGE_TABLE.schema), keys
 
 
 def _append(cols: dict[str, list], **values: Any) -> None:

@@ -8,7 +8,7 @@
     docintel demo-model ./demo-model      # tiny random-weight model for CPU demos and tests
     docintel runs OUTPUT                  # every run under an output, committed or not
     docintel show OUTPUT RUN_ID           # one run's summary and failed documents
-    docintel review OUTPUT [--run RUN_ID] [--where SQL] [--limit N] --out review.html
+    docintel review OUTPUT [--run RUN_ID] [--needs-review] [--where SQL] [--limit N] --out review.html
 
 Exit codes: see `Exit` below (and the README's reliability section).
 """
@@ -166,7 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pipeline.evaluation.evaluate import headline, run_eval
+    from pipeline.evaluation.evaluate import calibration_line, headline, run_eval
 
     code, result = _run(args, lambda spec: run_eval(spec, args.gold))
     if result is None:
@@ -174,6 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores, where, summary = result
     print(summary.render())
     print(f"eval     {headline(scores)}\n  scores   {where}/scores.parquet\n  report   {where}/report.html")
+    print(calibration_line(str(where)))
     return _lost_work(summary)
 
 
@@ -198,15 +199,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.address:
         print("docintel: submit needs --address http://HEAD:8265 (the Ray dashboard)", file=sys.stderr)
         return Exit.USAGE
+    root = None if args.no_working_dir else submit.project_root()  # None: an installed package
     try:
         spec = load_from_args(args)  # validate here: a bad spec never takes a cluster slot
         get_task(spec.task.name, spec.task)
+        files = submit.job_files(spec, args.spec, root) if root else []
     except (ValidationError, ValueError, FileNotFoundError) as exc:
         print(f"docintel: {exc}", file=sys.stderr)
         return Exit.USAGE
-    working_dir = None if args.no_working_dir else submit.project_root()
-    job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, working_dir,
-                           args.pip or [], model=spec.engine.model)
+    job_id = submit.submit(args.address, _run_args(args, spec.output.run_id), spec.output.run_id, root, files,
+                           args.pip or [])
     print(f"submitted {job_id} (run {spec.output.run_id}) to {args.address}", flush=True)
     if args.no_wait:
         return 0
@@ -277,9 +279,13 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     _apply_storage(args)
 
+    where = args.where
+    if args.needs_review:  # the rows the job's review threshold flagged (needs_review), and --where's
+        where = "needs_review" + (f" AND ({where})" if where and where.strip() else "")
+
     def writing() -> None:
         try:
-            sel = review.write_review(args.output, args.out, args.run, args.where, args.limit, args.max_side)
+            sel = review.write_review(args.output, args.out, args.run, where, args.limit, args.max_side)
         except review.ReviewError as exc:
             raise FileNotFoundError(str(exc)) from None  # nothing to review there: a usage error
         print(f"{args.out}: {len(sel.rows):,} of {sel.matching:,} matching rows of run {sel.run_id}")
@@ -307,6 +313,8 @@ def _add_browse_commands(sub) -> None:
     rv.add_argument("output", help="output folder or URI")
     rv.add_argument("--run", metavar="RUN_ID", help="a committed run (default: the latest)")
     rv.add_argument("--where", metavar="SQL", help='DuckDB predicate over the page table, e.g. "confidence < 0.6"')
+    rv.add_argument("--needs-review", action="store_true",
+                    help="only the rows flagged by the job's review threshold (needs_review)")
     rv.add_argument("--limit", type=int, default=200, help="rows shown, errors first, least confident first")
     rv.add_argument("--max-side", type=int, default=700, help="longest side of the page pictures, px")
     rv.add_argument("--out", required=True, help="the HTML file to write")
@@ -327,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     sb = sub.add_parser("submit", help="run a job on a Ray cluster (Job Submission API), stream its logs")
     _add_spec_args(sb)
     sb.add_argument("--no-working-dir", action="store_true",
-                    help="the cluster image has docintel installed: upload nothing, run `docintel run`")
+                    help="the cluster image has docintel installed: upload nothing, run `docintel run` "
+                         "(always so from an installed package)")
     sb.add_argument("--pip", action="append", metavar="REQ", help="extra pip requirement for the job (repeatable)")
     sb.add_argument("--no-wait", action="store_true", help="print the job id and return")
     sb.set_defaults(func=cmd_submit)

@@ -71,7 +71,7 @@ def _jobs(samples: Path) -> list[tuple[str, list[tuple[str, Any]]]]:
 
 def _reader_jobs(pages: Path, inputs: Path) -> list[tuple[str, list[tuple[str, Any]]]]:
     """The tiny reader's demo: its generated pages (tools/reader/goldset.py), each question as its gold
-    asks it, at the size it was trained on (render.max_side=560: a digit about one patch)."""
+    asks it; the page size is the folder's own (docintel_model.json, applied in run_demo)."""
     from pipeline.evaluation.evaluate import load_gold, manifest_entries
 
     inputs.mkdir(parents=True, exist_ok=True)
@@ -80,12 +80,11 @@ def _reader_jobs(pages: Path, inputs: Path) -> list[tuple[str, list[tuple[str, A
         manifests[task] = inputs / f"{task}-questions.jsonl"
         manifests[task].write_text("".join(json.dumps(e) + "\n" for e in manifest_entries(load_gold(pages / f"{task}.jsonl"))))
     invoices = sorted(str(p) for p in (pages / "docs").glob("invoice-*.pdf"))
-    reader = [("render.max_side", 560)]
     listed = [("input.allowed_roots", [str(pages)])]  # the manifests are written elsewhere: name the pages' folder
     return [
-        ("docvqa", [("input.manifest", str(manifests["docvqa"])), *listed, *reader]),
-        ("chartqa", [("input.manifest", str(manifests["chartqa"])), *listed, *reader]),
-        ("fields", [("input.paths", invoices), ("task.fields_schema", "invoice"), *reader]),
+        ("docvqa", [("input.manifest", str(manifests["docvqa"])), *listed]),
+        ("chartqa", [("input.manifest", str(manifests["chartqa"])), *listed]),
+        ("fields", [("input.paths", invoices), ("task.fields_schema", "invoice")]),
     ]
 
 
@@ -93,6 +92,7 @@ def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, A
     """Run the three demo jobs into OUTPUT/<task>/, score and review; returns what was written."""
     from pipeline.browse import review
     from pipeline.evaluation import evaluate
+    from pipeline.engine.model import apply_folder_render
     from pipeline.job.run import init_ray, run_job
 
     model, real = choose_model(model)
@@ -113,6 +113,7 @@ def run_demo(output: str, model: str | None = None, overrides: list[tuple[str, A
                                     ("output.run_id", f"demo-{task}"), *settings, *overrides])
             if not real:  # the CPU demo in minutes: the engine in the actor's process
                 spec.engine.separate_core = False
+                apply_folder_render(spec)  # the reader's page size and dpi, as it was trained
             init_ray(spec)  # once: the three jobs share one Ray
             print(f"\ndocintel demo: {task} ...", flush=True)
             summary = run_job(spec)

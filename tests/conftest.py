@@ -98,7 +98,8 @@ def output_with_a_killed_run(output_with_two_runs, corpus, demo_model):
 def ray_cluster():
     """One local Ray for the session (`ray start --head`, 4 logical CPUs), for the runs that neither
     kill their process tree nor look for workers under their driver: they join it with `--address`
-    instead of starting a Ray of their own."""
+    instead of starting a Ray of their own. Its workers carry every fault the tests know as a stray
+    variable (harness.STRAY), which must change nothing."""
     import subprocess
     import tempfile
 
@@ -108,8 +109,8 @@ def ray_cluster():
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=4", "--num-gpus=0",
                     "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
-                   check=True, capture_output=True, env=harness.env(RAY_AUTH_MODE="disabled", **harness.S3_CREDENTIALS),
-                   timeout=180)
+                   check=True, capture_output=True,
+                   env=harness.env(RAY_AUTH_MODE="disabled", **harness.S3_CREDENTIALS, **harness.STRAY), timeout=180)
     yield f"127.0.0.1:{gcs}"
     harness.stop_ray_cluster(gcs)
 
@@ -119,14 +120,15 @@ def two_nodes():
     """A real two-node Ray cluster (`ray start --head` with the dashboard and the Job Submission API,
     plus a second `ray start --address`), shared by tests/test_cluster.py and tests/test_submit.py:
     (GCS address, dashboard URL, the two nodes' metrics URLs). Ray 2.60 asks for a token: harness.AUTH.
-    Jobs submitted to it answer with the engine double (its workers' environment): what is tested
-    there is the cluster, not the engine."""
+    Its workers have tests/ on their path, so jobs that ask for the engine double
+    (`engine.backend=engine_double:EngineDouble`) can build it: what is tested there is the cluster,
+    not the engine."""
     import subprocess
     import tempfile
 
     import harness
 
-    env = harness.env(**harness.AUTH, **harness.double())
+    env = harness.env(**harness.AUTH)
     env.pop("RAY_ADDRESS")
     gcs, dash, metrics, metrics2 = harness.free_port(), harness.free_port(), harness.free_port(), harness.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths

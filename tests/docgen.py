@@ -54,6 +54,33 @@ def make_pdf(path: Path, pages: int = 2, title: str = "Invoice 1042", total: str
     return path
 
 
+
+def make_hanging_page_pdf(path: Path, depth: int = 8, fanout: int = 10) -> Path:
+    """A poison PDF: page 0 hangs the renderer, page 1 ("quick page") renders at once. Page 0 draws a
+    form that draws the form below it `fanout` times, `depth` forms deep, over one filled shape: the
+    file is 2 kB and the page fanout**depth fills (measured on a CPU: 10**4 fills render in about 20 s,
+    10**5 in minutes; the default 10**8 renders for days). Nothing but a kill stops it."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=LETTER[0], height=LETTER[1])
+    form = doc.get_new_xref()
+    doc.update_object(form, "<</Type/XObject/Subtype/Form/BBox[0 0 612 792]>>")
+    doc.update_stream(form, b"0.5 0.5 0.9 rg 20 20 m 600 700 l 300 40 l 40 770 l f")
+    for _ in range(depth):
+        outer = doc.get_new_xref()
+        doc.update_object(outer, "<</Type/XObject/Subtype/Form/BBox[0 0 612 792]"
+                                 f"/Resources<</XObject<</F {form} 0 R>>>>>>")
+        doc.update_stream(outer, b"/F Do\n" * fanout)
+        form = outer
+    contents = doc.get_new_xref()
+    doc.update_object(contents, "<<>>")
+    doc.update_stream(contents, b"/F Do")
+    doc.xref_set_key(page.xref, "Resources", f"<</XObject<</F {form} 0 R>>>>")
+    doc.xref_set_key(page.xref, "Contents", f"{contents} 0 R")
+    doc.new_page(width=LETTER[0], height=LETTER[1]).insert_text((72, 72), "quick page")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc.save(path)
+    return path
+
 def _text_image(text: str, size=(600, 800)) -> Image.Image:
     img = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(img)

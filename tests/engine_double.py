@@ -1,7 +1,8 @@
 """A stand-in for vLLM's engine, for the tests whose subject is not the engine: commit, resume, S3,
-incremental bookkeeping and the feeding of the engine. It is selected through the fault hook,
-`DOCINTEL_FAULTS='{"engine": "engine_double:EngineDouble", "step_s": 0.05}'` (pipeline/core/faults.py),
-with tests/ on PYTHONPATH, and runs in the engine actor's process: no torch, no vLLM, no start-up.
+incremental bookkeeping and the feeding of the engine. A job selects it with
+`--set engine.backend=engine_double:EngineDouble` (tests/faults_plugin.py adds that, and its step time
+as `engine.engine_kwargs`, when a test sets DOCINTEL_FAULTS {"engine": ...}); it needs tests/ on the
+engine actor's path, and runs in its process: no torch, no vLLM, no start-up.
 
 It speaks the part of vllm.LLM / LLMEngine that pipeline/engine/loop.py uses (`enqueue_chat`,
 `llm_engine.step`, `has_unfinished_requests`, `abort_request`) and answers every request with the
@@ -11,7 +12,7 @@ in the engine for `steps` steps (default 1), so a test can make a run last long 
 to land mid-run. Token counts: the image's tokens as the model would count them plus the text's;
 each output piece has log-probability -0.01 (confidence is computed, about 0.99 per value).
 
-The rows it produces say so: the job labels the model id "[engine double: not a model's answers]".
+The rows it produces say so: their model id reads "[engine double ...: not a model's answers]".
 A real end-to-end run of every task stays with the real engine (tests/test_demo.py and others).
 """
 from __future__ import annotations
@@ -110,6 +111,8 @@ class EngineDouble:
 
     def __post_init__(self) -> None:
         self.llm_engine = self
+        options = getattr(self.spec, "engine_kwargs", None) or {}  # the double's own settings
+        self.step_s, self.steps = float(options.get("step_s", self.step_s)), int(options.get("steps", self.steps))
 
     @staticmethod
     def sampling_params(spec: Any, schema: dict[str, Any], max_tokens: int) -> Any:

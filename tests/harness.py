@@ -43,25 +43,36 @@ def env(**extra: str) -> dict[str, str]:
                 PYTHONPATH=path, **extra)
 
 
+# Every fault the tests know, set in the environment of the session's Ray workers (conftest.ray_cluster)
+# as a stray variable would be in production: the product reads none of it, so the runs that join that
+# Ray without asking for faults are untouched (tests/test_tiny_reader_eval.py checks: the reader's rows,
+# no marker file, no killed engine).
+STRAY_MARKER = f"/tmp/docintel-stray-step-error-{os.getpid()}"
+STRAY = {"DOCINTEL_FAULTS": json.dumps({"engine": "engine_double:EngineDouble", "step_error_once": STRAY_MARKER,
+                                        "kill_core_when": "/", "render_delay_s": 2.0, "pause_at": "commit_move"})}
+
+
 def double(step_s: float = 0.0, **faults) -> dict[str, str]:
-    """The environment that swaps vLLM for the engine double (tests/engine_double.py), for runs whose
-    subject is not the engine; `faults`: other DOCINTEL_FAULTS keys to inject as well."""
+    """The environment that has run() and start() swap vLLM for the engine double (tests/engine_double.py),
+    for runs whose subject is not the engine; `faults`: other faults to inject as well (tests/faults_plugin.py)."""
     return {"DOCINTEL_FAULTS": json.dumps({"engine": "engine_double:EngineDouble", "step_s": step_s, **faults})}
 
 
-def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
+def command(*args: str, faults: bool = False) -> list[str]:
+    """The CLI; with `faults`, through the tests' plugin (tests/faults_plugin.py), which reads
+    DOCINTEL_FAULTS and turns it into the job settings that switch the faults and the double on."""
+    return [sys.executable, "-m", *(("faults_plugin", "docintel") if faults else ("pipeline.cli",)), *args]
 
 
 def run(*args: str, timeout: float = 900, **extra_env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(command(*args), capture_output=True, text=True, timeout=timeout, env=env(**extra_env),
-                          cwd=REPO)
+    return subprocess.run(command(*args, faults="DOCINTEL_FAULTS" in extra_env), capture_output=True, text=True,
+                          timeout=timeout, env=env(**extra_env), cwd=REPO)
 
 
 def start(*args: str, log: Path, **extra_env: str) -> subprocess.Popen:
     """The CLI in its own process group (so that it and all it started can be killed at once)."""
-    return subprocess.Popen(command(*args), stdout=log.open("w"), stderr=subprocess.STDOUT, env=env(**extra_env),
-                            cwd=REPO, start_new_session=True)
+    return subprocess.Popen(command(*args, faults="DOCINTEL_FAULTS" in extra_env), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, env=env(**extra_env), cwd=REPO, start_new_session=True)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

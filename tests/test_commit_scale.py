@@ -31,9 +31,10 @@ import synthetic_run  # noqa: E402
 from pipeline.store import fileio, layout, output  # noqa: E402
 
 
-def _commit_command(out: Path, run_id: str) -> list[str]:
-    return [sys.executable, str(REPO / "bench" / "synthetic_run.py"), "commit", str(out), run_id,
-            "--object-store-mb", "300"]
+def _commit_command(out: Path, run_id: str, faults: bool = False) -> list[str]:
+    """synthetic_run's commit; with `faults`, through the tests' plugin (DOCINTEL_FAULTS: the pause)."""
+    return [sys.executable, *(("-m", "faults_plugin") if faults else ()), str(REPO / "bench" / "synthetic_run.py"),
+            "commit", str(out), run_id, "--object-store-mb", "300"]
 
 
 def test_commit_killed_before_the_move_then_done_again_is_exact(tmp_path):
@@ -45,7 +46,7 @@ def test_commit_killed_before_the_move_then_done_again_is_exact(tmp_path):
     assert expect["not_processed"] > 10 and expect["doc_kinds"]["no_rows"] and expect["doc_kinds"]["cut"]
 
     log = tmp_path / "first.log"
-    first = subprocess.Popen(_commit_command(out, run_id), stdout=log.open("w"), stderr=subprocess.STDOUT,
+    first = subprocess.Popen(_commit_command(out, run_id, faults=True), stdout=log.open("w"), stderr=subprocess.STDOUT,
                              env=harness.env(DOCINTEL_FAULTS=json.dumps({"pause_at": "commit_move", "pause_s": 600})),
                              cwd=REPO, start_new_session=True)
     try:

@@ -317,6 +317,35 @@ def test_two_batches_render_at_the_same_time_and_a_page_that_cannot_be_rendered_
     assert engine.render_threads == {"a", "b"}
 
 
+def test_an_engine_without_the_two_halves_renders_on_the_engine_thread_and_warns_once(caplog, monkeypatch):
+    """A vLLM that dropped `_preprocess_chat_one` (pipeline/core/compat.py) still answers, through
+    enqueue_chat on the engine thread, and the actor's log says so once; vLLM's LLM warns of nothing."""
+    from pipeline.core import compat
+
+    class WholeEngine(FakeEngine):  # enqueue_chat only, as a vLLM without the two halves
+        def __init__(self):
+            super().__init__(steps_per_request=1)
+            self.threads: set[str] = set()
+
+        def enqueue_chat(self, messages, params, use_tqdm=False):
+            self.threads.add(threading.current_thread().name)
+            return super().enqueue_chat(messages, params, use_tqdm)
+
+    monkeypatch.setattr(compat, "_warned", set())
+    caplog.set_level("WARNING", logger=compat.__name__)
+    EngineLoop(RenderingEngine(lambda conversation: None)).stop()
+    assert not caplog.records, caplog.records
+    for _ in range(2):  # two engines, one warning
+        engine = WholeEngine()
+        loop = EngineLoop(engine)
+        results, _ = loop.submit([[{}], [{}]], [None, None])
+        loop.stop()
+        assert all(isinstance(r, Output) for r in results) and engine.threads == {"docintel-engine-loop"}
+    warned = [r.getMessage() for r in caplog.records if "_preprocess_chat_one" in r.getMessage()]
+    assert warned == ["vLLM LLM._preprocess_chat_one is missing: requests are rendered on the engine thread, "
+                      "which capped a GPU at ~20 requests/s (pipeline/engine/loop.py)"]
+
+
 class SlottedEngine(RenderingEngine):
     """vLLM's scheduler in small: `slots` sequences run at once (max_num_seqs), the others wait in
     arrival order; every step advances each running sequence by one token."""

@@ -2,7 +2,6 @@
 layout (engine double). The CLI on the real engine, with a model that reads: tests/test_tiny_reader_eval.py."""
 import json
 import subprocess
-import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -85,10 +84,10 @@ def test_eval_chartqa_in_the_published_format(tmp_path, demo_model, ray_cluster)
         {"imgname": "bars.png", "query": "What is the value of the tallest bar?", "label": "77"},
         {"imgname": "bars.png", "query": "Which region has the lowest revenue?", "label": "West"}]))
     env = harness.env(**harness.double())
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "eval", str(gold_dir / "test_human.json"),
-                           "--task", "chartqa", "--output", str(tmp_path / "out"), "--model", demo_model,
-                           "--address", ray_cluster,
-                           "--run-id", "cq", "--set", "ray.progress_bars=false", "--set", "engine.separate_core=false"],
+    proc = subprocess.run(harness.command("eval", str(gold_dir / "test_human.json"), "--task", "chartqa",
+                                          "--output", str(tmp_path / "out"), "--model", demo_model,
+                                          "--address", ray_cluster, "--run-id", "cq", "--set", "ray.progress_bars=false",
+                                          "--set", "engine.separate_core=false", faults=True),
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     scores = pq.read_table(tmp_path / "out" / "_eval" / "cq" / "scores.parquet").to_pylist()

@@ -49,21 +49,31 @@ def test_polars_reads_the_folder_and_the_glob(out):
 
 
 @pytest.fixture(scope="module")
-def spark():
+def spark(tmp_path_factory):
+    """A local Spark, and the folder its JVM started in: Spark resolves a relative path against that
+    folder, not against Python's working directory."""
+    import os
+
     pytest.importorskip("pyspark")
     if not shutil.which("java"):
         pytest.skip("no Java runtime (scripts/install_cpu.sh installs OpenJDK 17)")
     from pyspark.sql import SparkSession
 
-    session = (SparkSession.builder.master("local[1]").appName("docintel-readers")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1").getOrCreate())
-    yield session
+    home, cwd = tmp_path_factory.mktemp("spark-home"), os.getcwd()
+    os.chdir(home)
+    try:
+        session = (SparkSession.builder.master("local[1]").appName("docintel-readers")
+                   .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1").getOrCreate())
+    finally:
+        os.chdir(cwd)
+    yield session, home
     session.stop()
 
 
 def test_spark_reads_the_folder(out, spark):
     import pyspark
 
+    spark, _ = spark
     frame = spark.read.parquet(f"{out}/pages/*")  # the run folders (Spark 4 lists no plain subfolder)
     assert frame.count() == _committed(out)
     assert dict(frame.dtypes)["run_id"] == "string" and dict(frame.dtypes)["page_index"] == "int"
@@ -92,9 +102,10 @@ def _rows(result) -> int:
     return len(result)
 
 
-def test_the_readmes_output_section_runs(out, spark, tmp_path, monkeypatch):
+def test_the_readmes_output_section_runs(out, spark, monkeypatch):
     """Every Python line of the README's output section, as written, on a real output in ./out; every
-    shell line in ./; every path its layout listing names exists."""
+    shell line in ./; every path its layout listing names exists. ./ is Spark's folder, so that its
+    relative paths and Python's mean the same."""
     import pandas
     import polars
     import pyarrow
@@ -103,6 +114,7 @@ def test_the_readmes_output_section_runs(out, spark, tmp_path, monkeypatch):
     import pipeline
     import pipeline.store.output  # noqa: F401 - the README writes pipeline.store.output.read_pages
 
+    spark, tmp_path = spark
     (tmp_path / "out").symlink_to(out)
     monkeypatch.chdir(tmp_path)
     names = {"pyarrow": pyarrow, "pandas": pandas, "duckdb": duckdb, "polars": polars, "spark": spark,

@@ -7,6 +7,7 @@ output layout (tests/test_runs.py's builders), so no engine runs.
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from docgen import make_pdf, make_png
+from docgen import make_hanging_page_pdf, make_pdf, make_png
 from html_check import Balanced
 from pipeline.answers import grounding
 from pipeline.browse.review import ReviewError, page_images, select_rows
@@ -81,13 +82,14 @@ def build_run(tmp: Path):
     return out, docs, boxes
 
 
-def review(out: str, html_path: Path, *args: str) -> subprocess.CompletedProcess:
+def review(out: str, html_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", "review", out, "--out", str(html_path), *args],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 class Cards(Balanced):
-    """Collects each card's data- attributes, box styles and text, the element ids and image sources."""
+    """Collects each card's data- attributes, box styles, image sources and text, the element ids and
+    every image source."""
 
     def __init__(self):
         super().__init__()
@@ -98,8 +100,10 @@ class Cards(Balanced):
             self.ids.add(a["id"])
         if tag == "img":
             self.srcs.append(a.get("src", ""))
+            if self.cards and "article" in self.stack:
+                self.cards[-1]["imgs"].append(a.get("src", ""))
         if tag == "article":
-            self.cards.append({**a, "boxes": [], "text": ""})
+            self.cards.append({**a, "boxes": [], "imgs": [], "text": ""})
         elif tag == "div" and "box" in (a.get("class") or "").split() and self.cards:
             self.cards[-1]["boxes"].append((a["class"], a["style"], a.get("title")))
 
@@ -209,6 +213,113 @@ def test_pictures_cached_and_problems_shown(run, tmp_path):
     gone = images[(str(docs / "gone.pdf"), rows[2]["page_index"])]
     assert gone["problem"].startswith("source not readable now: not_found")
 
+
+
+# ---- a run with a page that hangs the renderer --------------------------------------------------
+
+PAGE_TIMEOUT_S = 5.0  # the run's render.page_timeout_s: ample for a quick page; the poison page renders for days
+
+
+@pytest.fixture(scope="module")
+def poisoned(tmp_path_factory, demo_model) -> tuple[str, str, str]:
+    """A real run (the engine double answers: tests/harness.py) over an invoice and a PDF whose first
+    page hangs the renderer; its page table says render_timeout for that page. It names a calibration
+    map (CALIBRATION: half the score, review under 0.3), as a job does after `docintel eval`.
+    (output, poison, invoice)"""
+    import harness
+
+    tmp = tmp_path_factory.mktemp("poisoned")
+    docs, out = tmp / "docs", tmp / "out"
+    invoice, poison = make_pdf(docs / "invoice.pdf", pages=2), make_hanging_page_pdf(docs / "poison.pdf")
+    (tmp / "calibration.json").write_text(json.dumps(CALIBRATION))
+    done = harness.run("run", "--input", str(docs), "--output", str(out), "--model", demo_model, "--run-id", "poisoned",
+                       "--question", "What is the total?", "--question", "What is the date?", *harness.FAST,
+                       "--set", f"render.page_timeout_s={PAGE_TIMEOUT_S}",
+                       "--set", f"answers.calibration={tmp / 'calibration.json'}", timeout=600, **harness.double())
+    assert done.returncode == 0, done.stderr[-3000:]
+    return str(out), str(poison), str(invoice)
+
+
+CALIBRATION = {"task": "docvqa", "method": "isotonic", "x": [0.0, 1.0], "y": [0.0, 0.5], "threshold": 0.3,
+               "target_precision": 0.95}
+
+
+def test_a_named_calibration_scales_confidence_and_flags_rows_for_review(poisoned, tmp_path):
+    """needs_review in the page table, counted in the document table, and the review page's filter."""
+    from pipeline.store import output
+
+    out, poison, invoice = poisoned
+    rows = output.read_pages(out, "poisoned").to_pylist()
+    answered = [r for r in rows if r["valid"]]
+    assert answered and all(r["needs_review"] is not None for r in rows)
+    for r in answered:  # on the map's scale: at most half of the evidence-weighed score
+        assert 0 < r["confidence"] <= 0.5 * r["token_confidence"] + 1e-9
+        assert r["needs_review"] == (r["confidence"] < 0.3)
+    assert all(r["needs_review"] for r in rows if not r["valid"])  # the hung page: no answer, a look
+    flagged = {(r["source_uri"], r["question"]): 0 for r in rows}
+    for r in rows:
+        flagged[r["source_uri"], r["question"]] += bool(r["needs_review"])
+    for d in output.read_documents(out, "poisoned").to_pylist():
+        mine = [r for r in rows if r["source_uri"] == d["source_uri"] and r["question"] in (d["question"], None)]
+        assert d["needs_review_rows"] == sum(bool(r["needs_review"]) for r in mine), d
+    page = tmp_path / "flagged.html"
+    done = review(out, page, "--needs-review")
+    assert done.returncode == 0, done.stderr
+    cards = parse(page.read_text()).cards
+    assert len(cards) == sum(bool(r["needs_review"]) for r in rows) > 0
+    assert all(c["data-review"] == "1" for c in cards) and 'id="review"' in page.read_text()
+    assert page.read_text().count(">needs review</span>") == len(cards)
+
+
+def test_a_page_that_hung_the_renderer_is_shown_not_rendered_again(poisoned, tmp_path, monkeypatch):
+    """Errors come first, so the first page review would render is the one that hung the run's
+    renderer: review shows that row with its reason and no picture, renders every other page, and
+    renders only through the render guard, so a page that hangs in review too gets its reason."""
+    from pipeline.ingest import pages, render_guard
+
+    out, poison, invoice = poisoned
+    rows = select_rows(out).rows
+    assert (rows[0]["source_uri"], rows[0]["page_index"], rows[0]["error_kind"]) == (poison, 0, "render_timeout")
+    path = tmp_path / "review.html"
+    done = review(out, path, timeout=120)  # rendered, the poison page alone would outlast this by days
+    assert done.returncode == 0, done.stderr
+    cards = {(c["data-src"], c["data-page"]): c for c in parse(path.read_text(encoding="utf-8")).cards}
+    assert set(cards) == {(poison, "0"), (poison, "1"), (invoice, "0"), (invoice, "1")}
+    hung = cards.pop((poison, "0"))
+    assert hung["data-kind"] == "render_timeout" and hung["imgs"] == []
+    assert "not rendered again: the renderer hung on this page in the run (render_timeout)" in hung["text"]
+    assert f"render_timeout: page 0 did not render within render.page_timeout_s={PAGE_TIMEOUT_S}s" in hung["text"]
+    assert all(len(c["imgs"]) == 1 and c["imgs"][0].startswith("data:image/jpeg;base64,") for c in cards.values())
+
+    # every page row the renderer gives back, rendered in this process or through the guard's child
+    rendered = []
+
+    def spying(render):
+        def spy(doc, *args, **kwargs):
+            for row in render(doc, *args, **kwargs):
+                rendered.append((doc["source_uri"], row["page_index"], row["error_kind"]))
+                yield row
+        return spy
+    monkeypatch.setattr(pages, "iter_pages", spying(pages.iter_pages))
+    monkeypatch.setattr(render_guard, "iter_guarded", spying(render_guard.iter_guarded))
+    key, others = (poison, 0), [(invoice, 0), (invoice, 1), (poison, 1)]
+    for kind, what in (("render_timeout", "hung"), ("render_crash", "died")):
+        rendered.clear()
+        said = [dict(r, error_kind=kind) if (r["source_uri"], r["page_index"]) == key else r for r in rows]
+        images = page_images(said, 10**8, max_side=300)
+        assert images[key] == {"problem": f"not rendered again: the renderer {what} on this page in the run ({kind})"}
+        assert sorted(rendered, key=repr) == [(*k, None) for k in others]
+        assert all("url" in images[k] for k in others)
+    # the same page with a row that says nothing of the renderer (a run with a longer limit, say): it
+    # hangs in review now, is abandoned with its reason, and the page after it is rendered all the same
+    rendered.clear()
+    said = [dict(r, error_kind=None, error=None) if (r["source_uri"], r["page_index"]) == key else r for r in rows]
+    images = page_images(said, 10**8, max_side=300, page_timeout_s=PAGE_TIMEOUT_S)
+    assert images[key]["problem"].startswith("page not rendered: render_timeout: page 0 did not render within "
+                                             f"render.page_timeout_s={PAGE_TIMEOUT_S}s")
+    assert "url" not in images[key] and all("url" in images[k] for k in others)
+    assert sorted(rendered, key=repr) == [(*k, None) for k in others[:2]] + [(poison, 0, "render_timeout"),
+                                                                              (poison, 1, None)]
 
 # ---- in a browser ------------------------------------------------------------------------------
 

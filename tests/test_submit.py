@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 import sys
-
+from pathlib import Path
 
 import harness
 from pipeline.store import output
@@ -22,7 +22,8 @@ def test_submit_runs_the_job_on_the_cluster(tmp_path, two_nodes, corpus, demo_mo
         [*cli, "submit", "jobs/docvqa.yaml", "--address", ray_head, "--input", str(folder), "--output", str(out),
          "--model", demo_model, "--run-id", "submitted", "--question", "What is the total?",
          "--set", "ray.progress_bars=false", "--set", "render.max_side=512", "--set", "engine.separate_core=false",
-         "--set", "storage.shared_filesystem=true"],  # two nodes, one disk
+         "--set", "storage.shared_filesystem=true",  # two nodes, one disk
+         "--set", "engine.backend=engine_double:EngineDouble"],  # the cluster's workers have tests/ on their path
         capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "submitted docintel-submitted" in proc.stdout and "docintel-submitted: SUCCEEDED" in proc.stdout
@@ -47,12 +48,18 @@ def test_submit_refuses_a_bad_spec_before_contacting_the_cluster(tmp_path):
     assert proc.returncode == 2 and "unknown task" in proc.stderr
 
 
-def test_the_shipped_reader_travels_only_with_a_job_that_runs_it():
+def test_the_shipped_reader_travels_only_with_a_job_that_runs_it(monkeypatch):
+    """Of models/, only the folder of a job's own model is uploaded (tests/test_security.py: the rest of
+    the allow-list)."""
     from pipeline import submit
+    from pipeline.core.config import load_spec
 
     root = submit.project_root()
-    assert "models" in submit.runtime_env(root, [], "mistralai/Mistral-Small-3.2-24B-Instruct-2506")["excludes"]
+    monkeypatch.chdir(root)
+
+    def uploaded(model: str) -> list[Path]:
+        return submit.job_files(load_spec("jobs/docvqa.yaml", [("engine.model", model)]), "jobs/docvqa.yaml", root)
+
+    assert uploaded("mistralai/Mistral-Small-3.2-24B-Instruct-2506") == [Path("jobs/docvqa.yaml")]
     for model in ("models/tiny-reader", f"{root}/models/tiny-reader"):
-        env = submit.runtime_env(root, [], model)
-        assert "models" not in env["excludes"] and ".gpu" in env["excludes"]
-    assert submit.runtime_env(None, ["boto3"], "models/tiny-reader") == {"pip": ["boto3"]}  # nothing uploaded
+        assert uploaded(model) == [Path("jobs/docvqa.yaml"), Path("models/tiny-reader")]

@@ -101,7 +101,24 @@ def test_fields_roll_up_field_by_field_into_typed_columns():
     assert json.loads(doc["answer_json"])["merchant"] == "Cafe" and doc["total"] == 12.5
     details = {d["field"]: d for d in doc["field_details"]}
     assert (details["total"]["page_index"], details["total"]["pages_agreeing"]) == (0, 2)
-    assert details["merchant"]["page_index"] == 1 and doc["confidence"] == pytest.approx(0.8)
+    assert details["merchant"]["page_index"] == 1 and doc["token_confidence"] == pytest.approx(0.8)
+    # the row's confidence: the least confident page it took a field from (pages 0 and 1: 0.5 and 0.6)
+    assert doc["confidence"] == pytest.approx(0.5)
+
+
+def test_the_document_row_counts_the_rows_that_need_review():
+    task = get_task("docvqa")
+    rows = [_row(0, {"answer": "x"}, needs_review=True), _row(1, {"answer": "Y"}, needs_review=False),
+            _row(2, {"answer": "y"}, needs_review=False), _row(3, None, needs_review=True)]
+    (doc,) = document_rows(task, rows, BASE)
+    assert (doc["page_index"], doc["needs_review"], doc["needs_review_rows"]) == (1, False, 2)
+    (doc,) = document_rows(task, [_row(0, None, needs_review=True)], BASE)  # no answer: it needs a look
+    assert (doc["needs_review"], doc["needs_review_rows"]) == (True, 1)
+    (doc,) = document_rows(task, [_row(0, {"answer": "x"}, needs_review=True)], BASE)
+    assert doc["needs_review"] is True
+    (doc,) = document_rows(task, [_row(0, {"answer": "x"})], BASE)  # the job has no threshold
+    assert doc["needs_review"] is None and doc["needs_review_rows"] is None
+    DOCUMENT_TABLE.table([doc])
 
 
 def test_a_page_written_twice_is_committed_once():

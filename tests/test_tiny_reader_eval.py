@@ -6,12 +6,18 @@ are on its first page only, so the document table's roll-up must take them from 
 sends the model a blank or rotated image, mixes up pages, rolls up the wrong page, or writes answers in
 another form than the answer format (pipeline/engine/answer_format.py) fails it.
 
+It joins the session's Ray, whose workers carry every test fault as a stray DOCINTEL_FAULTS
+(harness.STRAY: the engine double, a killed engine core, an error in a step, slow rendering): a
+production run from a shell without it must be the model's, untouched. On the code before the fault
+hooks left the package, the double answered here under the reader's name.
+
 The bars come from the recorded scores (models/tiny-reader/README.md, bench/results/
 2026-12-06-reader-score-cpu.json, 60 held-out pages each): docvqa ANLS 0.9996 on the pages, 0.004
 blank, 0.000 rotated. A slice of 8 pages here: at least 0.9 on the pages, at most 0.2 on each twin.
 """
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +29,8 @@ SEED = 900_300  # held out: training draws its page seeds from random.Random str
 
 def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rolls_up_the_right_page(
         tmp_path, ray_cluster):
+    from pipeline.core.config import EngineSpec
+    from pipeline.engine.model import model_label
     from pipeline.store import output
 
     out = tmp_path / "check"
@@ -44,6 +52,13 @@ def test_the_reader_reads_held_out_pages_not_their_blank_or_turned_twins_and_rol
     assert means["blank"] <= 0.2 and means["rotate"] <= 0.2, means
     # every answer the engine wrote is in the answer format, byte for byte: compact JSON
     assert check["compact_answers"] == 1.0
+    # the stray faults on the cluster's workers did nothing: the reader answered and said so, no step
+    # failed (its marker file would exist), no engine was killed (the run would have restarted it)
+    pages_rows = output.read_pages(str(out / "runs"), "docvqa").to_pylist()
+    assert {r["model_id"] for r in pages_rows} == {model_label(EngineSpec(model=result["model"]))}
+    assert "engine double" not in model_label(EngineSpec(model=result["model"]))
+    assert not Path(harness.STRAY_MARKER).exists()
+    assert "engine failed" not in (out / "docvqa.log").read_text()
     rows = check["items"]
     gold = [json.loads(line) for line in (out / "gold" / "docvqa.jsonl").read_text().splitlines()]
     assert len(rows) == len(gold) and {r["variant"] for r in rows} == {"pages", "blank", "rotate", "two-page"}

@@ -4,7 +4,8 @@
 
 Rows come from one committed run's page table (default: the latest), filtered by a DuckDB predicate
 over its columns and ordered errors first, then least confident first. Each row is a card: the page
-re-rendered from the source document (a JPEG data URL; the boxes are fractions of the displayed page,
+re-rendered from the source document (pipeline/browse/review_pictures.py: through the render guard, never
+a page the run's renderer hung or died on; a JPEG data URL; the boxes are fractions of the displayed page,
 pipeline/answers/grounding.py, so any rendering size fits them) with the answer's boxes drawn over it, and
 the question, answer, confidence, grounding, error and source beside it. A little inline JavaScript
 sorts and filters the cards (confidence threshold, error kind, grounding) and keeps that state in the
@@ -13,20 +14,17 @@ text from the data goes through report's escape (html.escape, control characters
 """
 from __future__ import annotations
 
-import base64
-import io
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.browse.review_pictures import DEFAULT_PAGE_TIMEOUT_S, MAX_SIDE, page_images
 from pipeline.store import fileio, layout, output
-from pipeline.evaluation.report import _e
+from pipeline.evaluation.charts import esc as _e
 from pipeline.core.rows import PAGE_TABLE
 
 DEFAULT_LIMIT = 200
-MAX_SIDE = 700     # px of the re-rendered page: enough to read a word under a box, small enough for 200 cards
-JPEG_QUALITY = 72  # a page is ~40-60 kB as a data URL
 ORDER = ("(error_kind IS NULL), confidence ASC NULLS FIRST, source_uri, page_index NULLS FIRST, "
          "question NULLS FIRST")  # errors first; answers without a confidence are unknowns: before sure ones
 GROUNDED = {True: ("found", "found on page"), False: ("notfound", "NOT found on page"),
@@ -84,49 +82,6 @@ def select_rows(out: str, run_id: str | None = None, where: str | None = None,
     return Selection(run_id, table.to_pylist(), matching, total, where)
 
 
-# ---- page images -----------------------------------------------------------------------------
-
-def page_images(rows: list[dict[str, Any]], max_bytes: int, max_side: int = MAX_SIDE,
-                password: str | None = None) -> dict[tuple[str, int], dict[str, Any]]:
-    """(source_uri, page_index) -> {"url": data URL} or {"problem": why there is no picture}, and
-    "changed" when the file's content is not what the run read (its boxes may not fit any more).
-    Each document is read and split once, only up to the last page asked for."""
-    from PIL import Image
-
-    from pipeline.core.config import RenderSpec
-    from pipeline.ingest.pages import split_document
-    from pipeline.ingest.sources import read_document
-
-    wanted: dict[str, set[int]] = defaultdict(set)
-    doc_ids: dict[str, str] = {}
-    for r in rows:
-        if r["page_index"] is not None:
-            wanted[r["source_uri"]].add(r["page_index"])
-            doc_ids[r["source_uri"]] = r["doc_id"]
-    out: dict[tuple[str, int], dict[str, Any]] = {}
-    for uri, indexes in wanted.items():
-        doc = read_document({"source_uri": uri, "questions": [], "error_kind": None, "error": None}, max_bytes)
-        if doc.get("error_kind"):
-            out.update({(uri, i): {"problem": f"source not readable now: {doc['error_kind']}: {doc['error']}"}
-                        for i in indexes})
-            continue
-        changed = doc["doc_id"] != doc_ids[uri]
-        spec = RenderSpec(max_side=max_side, max_pages=max(indexes) + 1, keep_text=False)
-        pages = {p["page_index"]: p for p in split_document(doc, spec, password) if p["page_index"] is not None}
-        for i in indexes:
-            page = pages.get(i)
-            if page is None or page.get("image") is None:
-                why = f"{page['error_kind']}: {page['error']}" if page else "the document has no such page now"
-                out[(uri, i)] = {"problem": f"page not rendered: {why}", "changed": changed}
-                continue
-            buf = io.BytesIO()
-            Image.open(io.BytesIO(page["image"])).convert("RGB").save(buf, "JPEG", quality=JPEG_QUALITY)
-            out[(uri, i)] = {"url": "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode(),
-                             "width": page["width"], "height": page["height"], "changed": changed}
-        del doc, pages
-    return out
-
-
 # ---- HTML ------------------------------------------------------------------------------------
 
 CSS = """
@@ -174,7 +129,8 @@ JS = """
 (function(){
 const list=document.getElementById('cards'),cards=Array.from(list.children);
 const $=id=>document.getElementById(id);
-const conf=$('conf'),confv=$('confv'),nullc=$('nullconf'),kind=$('kind'),gr=$('grounded'),count=$('count');
+const conf=$('conf'),confv=$('confv'),nullc=$('nullconf'),kind=$('kind'),gr=$('grounded'),count=$('count'),
+ flag=$('review');
 let sort='default';
 const num=c=>c.dataset.conf===''?null:parseFloat(c.dataset.conf);
 const by={default:(a,b)=>a.dataset.i-b.dataset.i,
@@ -185,19 +141,20 @@ function apply(save){
  const t=parseFloat(conf.value);confv.textContent=t.toFixed(2);let shown=0;
  cards.sort(by[sort]||by.default).forEach(c=>{
   const v=num(c),ok=(v===null?nullc.checked:v<=t+1e-9)&&(kind.value==='*'||c.dataset.kind===kind.value)
-   &&(gr.value==='*'||c.dataset.grounded===gr.value);
+   &&(gr.value==='*'||c.dataset.grounded===gr.value)&&(!flag.checked||c.dataset.review==='1');
   c.hidden=!ok;shown+=ok;list.appendChild(c);});
  document.querySelectorAll('[data-sort]').forEach(b=>b.classList.toggle('on',b.dataset.sort===sort));
  count.textContent='showing '+shown+' of '+cards.length;
  if(save){const h=new URLSearchParams({sort:sort,conf:conf.value,nullconf:nullc.checked?1:0,kind:kind.value,
-  grounded:gr.value});
+  grounded:gr.value,review:flag.checked?1:0});
   history.replaceState(null,'','#'+h.toString());}}
 const h=new URLSearchParams(location.hash.slice(1));
 if(h.has('sort')&&by[h.get('sort')])sort=h.get('sort');if(h.has('conf'))conf.value=h.get('conf');
 if(h.has('nullconf'))nullc.checked=h.get('nullconf')!=='0';
 if(h.has('kind'))kind.value=h.get('kind');if(h.has('grounded'))gr.value=h.get('grounded');
+if(h.has('review'))flag.checked=h.get('review')==='1';
 document.querySelectorAll('[data-sort]').forEach(b=>b.addEventListener('click',()=>{sort=b.dataset.sort;apply(true);}));
-[conf,nullc,kind,gr].forEach(x=>x.addEventListener('input',()=>apply(true)));
+[conf,nullc,kind,gr,flag].forEach(x=>x.addEventListener('input',()=>apply(true)));
 apply(false);
 // zoom: the region around a card's boxes, from its own page picture (nothing is stored twice)
 function zoom(z){const card=z.closest('.card'),img=card.querySelector('.frame img');if(!img||!img.naturalWidth)return;
@@ -279,6 +236,8 @@ def _card(i: int, r: dict[str, Any], image: dict[str, Any] | None) -> str:
     answered = r["error_kind"] is None and r["valid"]
     g_key, g_text = GROUNDED[r["grounded"]] if answered else ("na", "")
     badges = [_conf_badge(r["confidence"])]
+    if r.get("needs_review"):
+        badges.append('<span class="badge warn">needs review</span>')
     if answered:
         badges.append(f'<span class="badge {g_key}">{g_text}</span>')
     else:
@@ -314,6 +273,7 @@ def _card(i: int, r: dict[str, Any], image: dict[str, Any] | None) -> str:
         question = f'<div class="q none">no question ({_e(what)})</div>'
     conf = "" if r["confidence"] is None else f"{r['confidence']:.6f}"
     attrs = (f'data-i="{i}" data-conf="{conf}" data-kind="{_e(r["error_kind"] or "")}" data-grounded="{g_key}" '
+             f'data-review="{"1" if r.get("needs_review") else "0"}" '
              f'data-src="{_e(r["source_uri"])}" data-page="{-1 if r["page_index"] is None else r["page_index"]}"')
     return (f'<article class="card" id="r{i}" {attrs}><div class="page">{_page(r, image)}</div><div class="info">'
             f'{question}{_answer(r)}<div class="badges">{"".join(badges)}</div>{zoom}{err}<dl>{dl}</dl>{values}{raw}'
@@ -341,6 +301,7 @@ def render_review(sel: Selection, images: dict, meta: dict[str, Any]) -> str:
         '<label>confidence ≤ <input type="range" id="conf" min="0" max="1" step="0.01" value="1"> '
         '<output id="confv">1.00</output></label>'
         '<label><input type="checkbox" id="nullconf" checked> rows without confidence</label>'
+        '<label><input type="checkbox" id="review"> only rows that need review</label>'
         f'<label>error kind <select id="kind"><option value="*">all</option>{_options(kinds, {"": "no error"})}'
         '</select></label>'
         f'<label>grounding <select id="grounded"><option value="*">all</option>'
@@ -365,8 +326,10 @@ def write_review(out: str, path: str, run_id: str | None = None, where: str | No
 
     sel = select_rows(out, run_id, where, limit)
     job = fileio.read_json(layout.RunPaths(out, sel.run_id).job) or {}
-    spec_input = (job.get("spec") or {}).get("input") or {}
-    images = page_images(sel.rows, spec_input.get("max_file_bytes") or 512 * 1024 * 1024, max_side)
+    spec = job.get("spec") or {}
+    # pages are re-rendered under the run's own time limit: the one its renderer was given
+    images = page_images(sel.rows, (spec.get("input") or {}).get("max_file_bytes") or 512 * 1024 * 1024, max_side,
+                         page_timeout_s=(spec.get("render") or {}).get("page_timeout_s") or DEFAULT_PAGE_TIMEOUT_S)
     marker = output.marker(out, sel.run_id) or {}
     from pipeline.browse.runs import _when
 

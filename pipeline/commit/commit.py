@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.commit import accounting, manifest, rollup
-from pipeline.core import faults
 from pipeline.store import fileio, layout, retrying, writer
 from pipeline.commit.identity import document_key
 from pipeline.commit.resume import drop_derived, written_files
@@ -159,7 +158,6 @@ def commit_run(ctx: CommitContext, summary_extra: dict[str, Any], started: float
     counts = _count(result)
     _take_out_superseded(result, paths)
 
-    faults.pause("commit_move")
     fileio.move_files(paths.staging("pages"), paths.pages)  # 4.
     fileio.move_files(paths.staging("lost"), paths.pages)
     fileio.move_files(paths.staging("documents"), paths.documents)

@@ -33,7 +33,20 @@ def fingerprint(spec: JobSpec, task: Task) -> dict[str, Any]:
                    # which pages are asked; named when not the default, so the runs from before the
                    # gate keep their fingerprint
                    **({"blank_page": r.blank_page.model_dump()} if r.blank_page != BlankPageSpec() else {})},
+        # the confidence scale and the review threshold change the rows; absent when unset, so runs
+        # from before they existed keep their identity
+        **({"answers": _answers(spec.answers)} if spec.answers.calibration or spec.answers.review_threshold is not None
+           else {}),
     }
+
+
+def _answers(a) -> dict[str, Any]:
+    """The answers section as it decides the rows: the calibration map by its content, not its path."""
+    from pipeline.store import fileio
+
+    data = fileio.read_bytes(a.calibration) if a.calibration else None
+    return {"calibration": hashlib.sha256(data).hexdigest()[:16] if data else a.calibration,
+            "review_threshold": a.review_threshold}
 
 
 def differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -10,7 +10,10 @@ with its confidence, its place on the page and its typed columns. A page with no
 (blank_page) has no answer, so it never votes, and it does not make a document partial; a document
 of blank pages only is failed, with blank_page its one error kind. For an extraction (`fields`),
 every top-level field votes on its own the same way (null values do not vote) and the merged object
-is the answer; its typed columns come from the user's schema (pipeline/tasks/typed_fields.py).
+is the answer; its typed columns come from the user's schema (pipeline/tasks/typed_fields.py), and
+its confidence is the least confident page it took a field from. Every document row counts the page
+rows behind it that need a person's check (`needs_review_rows`), and needs one itself when its
+answer's page does, or when it has no answer and a page row does.
 """
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ from pipeline.tasks import Task
 
 # Columns of the page table the roll-up reads.
 COLUMNS = ("doc_id", "source_uri", "page_index", "page_count", "question", "answer_json", "answer_text",
-           "answer_number", "answer_unit", "confidence", "answer_boxes", "grounded", "value_details", "valid",
-           "error_kind", "error", "task", "model_id", "prompt_version")
-TYPED = ("answer_text", "answer_number", "answer_unit", "confidence", "answer_boxes", "grounded")
+           "answer_number", "answer_unit", "confidence", "token_confidence", "needs_review", "answer_boxes", "grounded",
+           "value_details", "valid", "error_kind", "error", "task", "model_id", "prompt_version")
+TYPED = ("answer_text", "answer_number", "answer_unit", "confidence", "token_confidence", "needs_review",
+         "answer_boxes", "grounded")
 
 
 def _norm(value: Any) -> str:
@@ -62,8 +66,10 @@ def _status(rows: list[dict[str, Any]]) -> str:
 
 def _errors(rows: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in rows if r["error_kind"]]
+    flags = [r.get("needs_review") for r in rows if r.get("needs_review") is not None]
     return {"error_kinds": sorted({r["error_kind"] for r in failed}),
-            "error": failed[0]["error"] if failed else None}
+            "error": failed[0]["error"] if failed else None,
+            "needs_review": any(flags) if flags else None, "needs_review_rows": sum(flags) if flags else None}
 
 
 def _question_row(task: Task, rows: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def _question_row(task: Task, rows: list[dict[str, Any]], base: dict[str, Any]) 
                              pages_answered=sum(1 for _, a, _ in parsed if task.vote_value(a) is not None))
     if win is not None:
         chosen, page, agreeing = win
-        row.update({k: chosen[k] for k in TYPED}, answer_json=chosen["answer_json"], page_index=page,
+        row.update({k: chosen.get(k) for k in TYPED}, answer_json=chosen["answer_json"], page_index=page,
                    pages_agreeing=agreeing)
     return row
 
@@ -106,9 +112,13 @@ def _fields_row(rows: list[dict[str, Any]], base: dict[str, Any],
                              field_details=details)
     if answered:
         typed, field_errors = convert(merged)
+        sources = [r for _, _, r in answered if any(d["page_index"] == r["page_index"] for d in details)]
+        known = [r["confidence"] for r in sources if r.get("confidence") is not None]
+        flags = [r["needs_review"] for r in sources if r.get("needs_review") is not None]
         row.update(typed, answer_json=json.dumps(merged, ensure_ascii=False, sort_keys=True),
-                   field_errors=field_errors or None,
-                   confidence=min((d["confidence"] for d in details if d["confidence"] is not None), default=None))
+                   field_errors=field_errors or None, confidence=min(known) if known else None,
+                   token_confidence=min((d["confidence"] for d in details if d["confidence"] is not None), default=None),
+                   needs_review=any(flags) or bool(field_errors) if flags else None)
     return row
 
 

@@ -106,6 +106,11 @@ class EngineSpec(_Strict):
                           "in the actor's process, which starts in half the time on a CPU (one process imports "
                           "torch and vLLM instead of three) but turns an engine crash into an actor death.")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Passed to vllm.LLM as is (last word).")
+    backend: str = Field(
+        "vllm", description="What answers: 'vllm' (the model), or 'module:Class', a stand-in built with the engine "
+                            "spec in its place, such as the tests' engine double (tests/engine_double.py); it must be "
+                            "importable where the engine runs, so a deployment without the tests cannot build it. "
+                            "Every row's model_id names a stand-in as one, and so does the run's identity.")
 
     def seqs(self, device: str) -> int:
         """max_num_seqs as the engine gets it: the CPU backend (tests, demo) keeps a small batch."""
@@ -130,6 +135,16 @@ class EngineSpec(_Strict):
             return self.batch_size, batches
         need = 2 * self.seqs(device)
         return max(1, -(-need // (batches * max(1, requests_per_page)))), batches
+
+
+class AnswersSpec(_Strict):
+    calibration: str | None = Field(
+        None, description="calibration.json that `docintel eval` wrote for this task: `confidence` on the scale "
+                          "it measured (pipeline/answers/calibration.py); none: the uncalibrated score.")
+    review_threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Rows whose confidence is under this (or that have no valid answer) get "
+                                          "needs_review=true. Default: the threshold the calibration proposes; "
+                                          "with neither, needs_review is null.")
 
 
 class BlankPageSpec(_Strict):
@@ -212,6 +227,22 @@ class RaySpec(_Strict):
         -1, description="Blocks Ray Data may lose before the job fails (-1: no limit; lost work gets "
                         "not_processed rows, see pipeline/commit/accounting.py).")
     health_poll_s: float = Field(2.0, gt=0, description="How often the driver reads the engines' health ledger.")
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict, description="Added to the job's Ray runtime env (Ray's own keys: env_vars, pip, "
+                                          "worker_process_setup_hook, ...); its env_vars win over the forwarded "
+                                          "settings. The Ray dashboard shows it: a secret-looking env var is "
+                                          "refused (core/envs.py).")
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from pipeline.core.envs import is_secret
+
+        secrets = sorted(k for k in (value.get("env_vars") or {}) if is_secret(k))
+        if secrets:
+            raise ValueError(f"ray.runtime_env.env_vars {', '.join(secrets)}: the Ray dashboard shows the runtime "
+                             "env; give the workers credentials through their own environment")
+        return value
     # Ray 2.60's defaults are built for clusters and cost a small machine dearly: each read_parquet
     # starts 32 footer-reading actors (32 worker processes), and the hash shuffle of the commit's
     # group-by starts aggregator actors. On 2 cores the commit of 8 rows took 38 s, 9 s with these.
@@ -229,6 +260,7 @@ class JobSpec(_Strict):
     input: InputSpec = Field(default_factory=InputSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    answers: AnswersSpec = Field(default_factory=AnswersSpec)
     render: RenderSpec = Field(default_factory=RenderSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)

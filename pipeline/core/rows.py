@@ -189,6 +189,8 @@ OUTPUT = pa.struct([
 
 ENGINE_OUTPUT = REQUEST.extend("engine_output", drop=("image_url",), columns=[
     _c("outputs", pa.list_(OUTPUT), "One per prompt, in order."),
+    _c("model_id", pa.string(), "What the engine actor built and answered with (engine/model.py model_label): "
+                                "the rows' model_id."),
 ])
 
 # ---- the output tables -------------------------------------------------------------------------
@@ -204,8 +206,14 @@ TYPED_ANSWER = [
     _c("answer_text", pa.string(), "Typed view: the answer string, where the task has one."),
     _c("answer_number", pa.float64(), "Typed view: the numeric answer (a finite double), where the task has one."),
     _c("answer_unit", pa.string(), "Typed view: the unit of answer_number, where given."),
-    _c("confidence", pa.float64(), "Joint probability the model gave to the tokens of the answer's value "
-       "(see README, Confidence); null without token log-probabilities."),
+    _c("confidence", pa.float64(), "How likely the answer is right: token_confidence weighed against what the "
+       "pipeline knows of the page (pipeline/answers/evidence.py), on the scale of answers.calibration when the "
+       "job names one (README, Confidence); null without token log-probabilities."),
+    _c("token_confidence", pa.float64(), "Joint probability the model gave to the tokens of the answer's value "
+       "(the model's belief alone); null without token log-probabilities."),
+    _c("needs_review", pa.bool_(), "True: a person should check this row (confidence under the job's review "
+       "threshold, or no valid answer); null when the job has no threshold (answers.review_threshold or the "
+       "calibration's)."),
     _c("answer_boxes", BOXES, "Where the answer is on the page: boxes normalised to [0, 1] of the page, one "
        "per line; null on pages without a text layer."),
     _c("grounded", pa.bool_(), "True: the answer was found in the page's text layer; False: the page has a "
@@ -213,7 +221,7 @@ TYPED_ANSWER = [
 ]
 VALUE_DETAILS = _c("value_details", pa.list_(pa.struct([
     ("path", pa.string()), ("confidence", pa.float64()), ("boxes", BOXES), ("grounded", pa.bool_())])),
-    "Per value of the answer (each field of an extraction): its JSON path, confidence, boxes, grounded.")
+    "Per value of the answer (each field of an extraction): its JSON path, token confidence, boxes, grounded.")
 
 PAGE_TABLE = Shape("pages", [
     RUN_ID,
@@ -269,6 +277,8 @@ DOCUMENT_TABLE = Shape("documents", [
         ("field", pa.string()), ("confidence", pa.float64()), ("page_index", pa.int32()), ("boxes", BOXES),
         ("grounded", pa.bool_()), ("pages_agreeing", pa.int32())])),
        "fields: per top-level field, where its value comes from and how sure the model was."),
+    _c("needs_review_rows", pa.int32(), "Page rows behind this row that need a person's check (needs_review); "
+       "null when the job has no review threshold."),
     _c("error_kinds", pa.list_(pa.string()), "Error kinds among the document's rows for this question."),
     _c("error", pa.string(), "The first error message among them."),
     MODEL_ID, PROMPT_VERSION, CREATED_AT,

@@ -25,12 +25,12 @@ import time
 from typing import Any, Callable
 
 from pipeline.answers import answers
-from pipeline.core import faults
 from pipeline.engine import answer_format, pixtral_patch
 from pipeline.tasks import prompts
 from pipeline.core.config import EngineSpec
-from pipeline.engine.model import demo_info, max_positions
-from pipeline.engine.health import GUILTY, LocalHealth, RemoteHealth
+from pipeline.engine.model import demo_info, max_positions, model_label
+from pipeline.engine.cores import children_cores, kill_cores, local_node_id
+from pipeline.engine.health import GUILTY, EngineHealth, LocalHealth, RemoteHealth
 from pipeline.engine.loop import EngineLoop
 from pipeline.core.rows import ENGINE_OUTPUT, ErrorKind as E
 
@@ -112,32 +112,6 @@ def _token_details(completion) -> tuple[list[str] | None, list[float] | None]:
     return texts, logprobs
 
 
-def _engine_core_pids() -> list[int]:
-    """The engine-core processes vLLM started under this actor (their title is VLLM::EngineCore...)."""
-    import psutil
-
-    pids = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline()):
-                pids.append(child.pid)
-        except psutil.Error:
-            continue
-    return pids
-
-
-def _kill(pids: list[int]) -> None:
-    import psutil
-
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-            if "EngineCore" in proc.name() or "EngineCore" in " ".join(proc.cmdline()):
-                proc.kill()
-        except psutil.Error:
-            continue
-
-
 class EngineActor:
     """Ray Data callable class: request rows in (one per page), engine output rows out."""
 
@@ -146,33 +120,35 @@ class EngineActor:
         """`depth_gauge(n)` is told every second how many requests are in or waiting for the engine
         (the job passes its docintel_engine_queue_depth metric)."""
         self.spec = engine_spec
+        # Every row this actor answers names what it built (open_engine follows engine.backend), so no
+        # setting on another process can put a stand-in's answers under the model's name.
+        self.model_id = model_label(engine_spec)
         self.system_prompt = system_prompt
-        self.actor_id, self.health = _health(health_actor)
+        self.actor_id, self.node, self.health = _health(health_actor)
         self.ready = False
         self.first_reported = False
-        _kill(self.health.call("engine_starting", self.actor_id))  # a predecessor's orphaned core
+        # a predecessor's orphaned core, if it is on this node (pipeline/engine/cores.py: which may be killed)
+        kill_cores(self.health.engine_starting(self.actor_id), self.node)
         if device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.spec.cpu_kvcache_gib))
         os.environ.update(engine_env(self.spec))
         started = time.monotonic()
         try:
             self.llm, self.params = open_engine(self.spec, device)
-            self.core_pids = _engine_core_pids()
+            self.cores = children_cores(self.node)
+            self.core_pids = [core.pid for core in self.cores]
             self.loop = EngineLoop(self.llm, self.spec.request_timeout_s, self.spec.step_timeout_s,
                                    core_alive=self._core_gone, core_cpu_s=self._core_cpu_s,
                                    on_failure=self._engine_failed, report_depth=depth_gauge,
-                                   on_enter=faults.on_entering_engine(self.core_pids),
                                    admit_limit=self.spec.admitted(device))
             self._warm_up()
             self.loop.first_entered_at = None  # the job's own requests from here on
-            faults.engine_started(self.llm)
         except BaseException as exc:
-            self.health.call("engine_start_failed", self.actor_id, f"{type(exc).__name__}: {exc}"[:1000])
-            _kill(_engine_core_pids())
+            self.health.engine_start_failed(self.actor_id, f"{type(exc).__name__}: {exc}"[:1000])
+            kill_cores(children_cores(self.node), self.node)
             raise
         self.ready = True
-        self.health.call("engine_ready", self.actor_id, self.core_pids, os.getpid(), time.monotonic() - started,
-                         time.time())
+        self.health.engine_ready(self.actor_id, self.cores, os.getpid(), time.monotonic() - started, time.time())
         # For the actor's own log (the session's worker-*.out; the terminal with --verbose). The driver
         # prints the health ledger's "engine ready" event, which bench/bench_gpu.py reads.
         print(f"docintel engine ready in {time.monotonic() - started:.1f}s (pid {os.getpid()}, engine core "
@@ -219,13 +195,13 @@ class EngineActor:
         """Report, make sure the engine core is gone, exit: Ray restarts the actor."""
         try:
             if self.ready:
-                self.health.call("engine_failed", self.actor_id, reason, in_flight, exclusive, timeout=10)
+                self.health.engine_failed(self.actor_id, reason, in_flight, exclusive, timeout=10)
             else:
-                self.health.call("engine_start_failed", self.actor_id, reason, timeout=10)
+                self.health.engine_start_failed(self.actor_id, reason, timeout=10)
         finally:
             print(f"docintel engine failed ({reason}); {len(set(in_flight))} page(s) in flight; exiting the "
                   "actor for a restart", flush=True)
-            _kill(self.core_pids)
+            kill_cores(self.cores, self.node)
             os._exit(1)
 
     def shutdown(self) -> None:
@@ -283,9 +259,10 @@ class EngineActor:
     def __call__(self, batch):  # pyarrow.Table in and out: keeps nulls as nulls (numpy would make NaN)
         rows = batch.to_pylist()
         asked = [r for r in rows if r["prompts"]]
-        status = self.health.call("statuses", [page_key(r) for r in asked]) if asked else {}
+        status = self.health.statuses([page_key(r) for r in asked]) if asked else {}
         healthy, suspects = [], []
         for row in rows:
+            row["model_id"] = self.model_id
             row["outputs"] = [{"attempts": 0} for _ in row["prompts"]]
             items = [(row, p, o) for p, o in zip(row["prompts"], row["outputs"])]
             verdict = status.get(page_key(row)) if row["prompts"] else None
@@ -300,19 +277,22 @@ class EngineActor:
         self._answer(healthy, exclusive=False)
         for items in suspects:  # one at a time, alone in the engine: see engine_health.py
             self._answer(items, exclusive=True)
-        self.health.call_async("answered", [page_key(r) for r in asked if status.get(page_key(r)) != GUILTY])
+        self.health.answered([page_key(r) for r in asked if status.get(page_key(r)) != GUILTY])
         if not self.first_reported and self.loop.first_entered_at is not None:
             self.first_reported = True  # when the job's requests started reaching this engine
-            self.health.call_async("first_request", self.loop.first_entered_at)
+            self.health.first_request(self.loop.first_entered_at)
         return ENGINE_OUTPUT.table(rows)
 
 
 def open_engine(spec: EngineSpec, device: str):
-    """(vllm.LLM, the SamplingParams maker), or a test's engine double (pipeline/core/faults.py)."""
-    double = faults.engine_double()
-    if double is not None:
-        cls, options = double
-        return cls(spec, **options), cls.sampling_params
+    """(vllm.LLM, the SamplingParams maker), or the stand-in engine.backend names ('module:Class', built
+    with the spec: the tests' engine double, which only a process with the tests on its path can import)."""
+    if spec.backend != "vllm":
+        import importlib
+
+        module, _, name = spec.backend.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(spec), cls.sampling_params
     from vllm import LLM
 
     if device == "cuda":  # vLLM 0.26-0.28 without xformers: a dense mask over all images of a batch
@@ -321,10 +301,12 @@ def open_engine(spec: EngineSpec, device: str):
     return LLM(**engine_args(spec, device)), sampling_params
 
 
-def _health(name: str | None):
-    """(this actor's id, the run's health ledger): the Ray actor named `name`, or one in process."""
+def _health(name: str | None) -> tuple[str, str, EngineHealth]:
+    """(this actor's id, its node's id, the run's health ledger): the Ray actor named `name`, or one in
+    process."""
     if name is None:
-        return "local", LocalHealth()
+        return "local", local_node_id(), LocalHealth()
     import ray
 
-    return ray.get_runtime_context().get_actor_id() or "driver", RemoteHealth(ray.get_actor(name))
+    context = ray.get_runtime_context()
+    return context.get_actor_id() or "driver", context.get_node_id(), RemoteHealth(ray.get_actor(name))

@@ -20,13 +20,19 @@ or took down its engine. What is bounded is decided here, in one ledger that out
 
 The driver polls verdict() and, when it is set, stops the job without committing (exit code 4);
 `--resume` finishes the run later. `HealthLedger` is the pure logic; `JobHealth` is the Ray actor
-around it (one per run, named after the run), and `LocalHealth` serves an actor used without Ray.
+around it (one per run, named after the run). An engine actor speaks to it through `EngineHealth`,
+one typed method per operation: `RemoteHealth` sends them to JobHealth, `LocalHealth` serves an
+actor used without Ray.
 """
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, runtime_checkable
+
+from pipeline.engine.cores import CoreRecord
 
 CONVICT_AFTER = 2  # engine failures of one kind with the page alone in it before it is set aside
 CONVICT_ANY = 3  # ... or of any kinds
@@ -56,7 +62,7 @@ class HealthLedger:
     restarts_since_progress: int = 0
     incarnations: dict[str, int] = field(default_factory=dict)  # actor id -> starts
     starts: int = 0
-    core_pids: dict[str, list[int]] = field(default_factory=dict)  # actor id -> its engine's pids
+    cores: dict[str, list[CoreRecord]] = field(default_factory=dict)  # actor id -> its engine's cores
     pages_done: int = 0
     ready_at: float | None = None  # when the first engine was ready (epoch seconds)
     first_request_at: float | None = None  # when the job's first request entered an engine (epoch seconds)
@@ -66,9 +72,9 @@ class HealthLedger:
 
     # ---- engine lifecycle -------------------------------------------------------------------
 
-    def engine_starting(self, actor_id: str) -> list[int]:
-        """An engine actor (re)starts. Returns the engine-core pids its previous incarnation left,
-        for the new one to make sure they are gone."""
+    def engine_starting(self, actor_id: str) -> list[CoreRecord]:
+        """An engine actor (re)starts. Returns the engine cores its previous incarnation left, for the
+        new one to make sure they are gone (pipeline/engine/cores.py says which it may kill)."""
         # Counted per start, not per actor id: Ray restarts an actor under its id, but Ray Data
         # replaces one that died while starting with a new actor.
         self.incarnations[actor_id] = self.incarnations.get(actor_id, 0) + 1
@@ -78,17 +84,17 @@ class HealthLedger:
             if self.restarts_since_progress > self.max_restarts_without_progress:
                 self._stop(f"the engine restarted {self.restarts_since_progress} times without answering a "
                            f"page (ray.max_restarts_without_progress={self.max_restarts_without_progress})")
-        return self.core_pids.pop(actor_id, [])
+        return self.cores.pop(actor_id, [])
 
-    def engine_ready(self, actor_id: str, core_pids: list[int], pid: int | None = None,
+    def engine_ready(self, actor_id: str, cores: list[CoreRecord], pid: int | None = None,
                      seconds: float | None = None, at: float | None = None) -> None:
         self.ever_ready = True
         if at is not None and (self.ready_at is None or at < self.ready_at):
             self.ready_at = at
         self.starts_failed_in_a_row = 0
-        self.core_pids[actor_id] = list(core_pids)
-        self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core {list(core_pids)}, "
-                           f"at {at or 0:.3f})")
+        self.cores[actor_id] = list(cores)
+        self.events.append(f"engine ready in {seconds or 0:.1f}s (actor pid {pid}, engine core "
+                           f"{[core.pid for core in cores]}, at {at or 0:.3f})")
 
     def engine_start_failed(self, actor_id: str, error: str) -> None:
         self.starts_failed_in_a_row += 1
@@ -175,29 +181,89 @@ class JobHealth:
         return getattr(self.ledger, method)(*args)
 
 
-class LocalHealth:
-    """The same calls, in process: for an engine actor constructed without Ray (tests, tools)."""
+CALL_TIMEOUT_S = 30.0  # an engine actor waits this long for the ledger, unless a call says otherwise
+
+
+@runtime_checkable
+class EngineHealth(Protocol):
+    """What an engine actor tells and asks the run's ledger: one method per HealthLedger operation,
+    of the same name. A call that returns something waits for the ledger; those of a failing actor,
+    which exits right after, take a shorter `timeout` (seconds). answered and first_request do not
+    wait: a batch's rows must not queue behind the ledger."""
+
+    def engine_starting(self, actor_id: str) -> list[CoreRecord]: ...
+
+    def engine_ready(self, actor_id: str, cores: list[CoreRecord], pid: int, seconds: float, at: float) -> None: ...
+
+    def engine_start_failed(self, actor_id: str, error: str, *, timeout: float = CALL_TIMEOUT_S) -> None: ...
+
+    def engine_failed(self, actor_id: str, reason: str, in_flight: list[str], exclusive: list[str], *,
+                      timeout: float = CALL_TIMEOUT_S) -> None: ...
+
+    def statuses(self, keys: list[str]) -> dict[str, str]: ...
+
+    def answered(self, keys: list[str]) -> None: ...
+
+    def first_request(self, at: float) -> None: ...
+
+
+class _LedgerClient(ABC):
+    """EngineHealth's methods, each passed on as the HealthLedger method of its name; a subclass says
+    how a call reaches the ledger (`_wait`) and how one is sent without waiting (`_send`)."""
+
+    @abstractmethod
+    def _wait(self, operation: Callable, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any: ...
+
+    @abstractmethod
+    def _send(self, operation: Callable, *args: Any) -> None: ...
+
+    def engine_starting(self, actor_id: str) -> list[CoreRecord]:
+        return self._wait(HealthLedger.engine_starting, actor_id)
+
+    def engine_ready(self, actor_id: str, cores: list[CoreRecord], pid: int, seconds: float, at: float) -> None:
+        self._wait(HealthLedger.engine_ready, actor_id, cores, pid, seconds, at)
+
+    def engine_start_failed(self, actor_id: str, error: str, *, timeout: float = CALL_TIMEOUT_S) -> None:
+        self._wait(HealthLedger.engine_start_failed, actor_id, error, timeout=timeout)
+
+    def engine_failed(self, actor_id: str, reason: str, in_flight: list[str], exclusive: list[str], *,
+                      timeout: float = CALL_TIMEOUT_S) -> None:
+        self._wait(HealthLedger.engine_failed, actor_id, reason, in_flight, exclusive, timeout=timeout)
+
+    def statuses(self, keys: list[str]) -> dict[str, str]:
+        return self._wait(HealthLedger.statuses, keys)
+
+    def answered(self, keys: list[str]) -> None:
+        self._send(HealthLedger.answered, keys)
+
+    def first_request(self, at: float) -> None:
+        self._send(HealthLedger.first_request, at)
+
+
+class LocalHealth(_LedgerClient):
+    """The ledger in process: for an engine actor constructed without Ray (tests, tools)."""
 
     def __init__(self, ledger: HealthLedger | None = None):
         self.ledger = ledger or HealthLedger()
 
-    def call(self, method: str, *args):
-        return getattr(self.ledger, method)(*args)
+    def _wait(self, operation: Callable, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
+        # A call in process returns when the ledger is done: there is nothing to time out.
+        return operation(self.ledger, *args)
 
-    def call_async(self, method: str, *args) -> None:
-        self.call(method, *args)
+    def _send(self, operation: Callable, *args: Any) -> None:
+        operation(self.ledger, *args)
 
 
-class RemoteHealth:
+class RemoteHealth(_LedgerClient):
     """Client side of JobHealth inside an engine actor."""
 
     def __init__(self, handle):
         self.handle = handle
 
-    def call(self, method: str, *args, timeout: float = 30.0):
+    def _wait(self, operation: Callable, *args: Any, timeout: float = CALL_TIMEOUT_S) -> Any:
         import ray
 
-        return ray.get(self.handle.call.remote(method, *args), timeout=timeout)
+        return ray.get(self.handle.call.remote(operation.__name__, *args), timeout=timeout)
 
-    def call_async(self, method: str, *args) -> None:
-        self.handle.call.remote(method, *args)
+    def _send(self, operation: Callable, *args: Any) -> None:
+        self.handle.call.remote(operation.__name__, *args)

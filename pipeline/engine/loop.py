@@ -20,7 +20,8 @@ thread only adds rendered requests (`LLM._add_request`, its second half: about 1
 image decoding and resizing release the GIL, so the actor's batch threads render in parallel.
 Out-of-order adds are why vLLM's multi-modal processor cache is off (engine_args): that cache
 mirrors the engine core's by the order items are sent. An engine without those two methods (a
-test's engine double) is driven through `enqueue_chat` on the engine thread, as before.
+test's engine double, or a vLLM that dropped them) is driven through `enqueue_chat` on the engine
+thread, as before, with a warning that says what that costs (pipeline/core/compat.py).
 
 Faults. A request that runs past `request_timeout_s` is aborted and answered with TimeoutError: one
 runaway generation cannot hold a batch. Anything else that goes wrong with the engine is the engine's
@@ -55,6 +56,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from pipeline.core import compat
 
 WATCHDOG_INTERVAL_S = 1.0
 STEP_HARD_LIMIT = 5  # x step_timeout_s: a step this long fails even while the core is busy
@@ -128,7 +131,9 @@ class EngineLoop:
         self._core_cpu_s = core_cpu_s  # CPU seconds the engine core has used (None: unknown)
         self._on_failure = on_failure
         self._report_depth = report_depth  # told queue_depth() every watchdog interval (a metric)
-        self._on_enter = on_enter  # told each request's page key as it enters the engine (a fault hook)
+        # told each request's page key as it enters the engine; the product passes none (the fault tests'
+        # plugin, tests/faults_plugin.py, kills the engine core from here when a chosen page enters)
+        self._on_enter = on_enter
         self.admit_limit = admit_limit  # most requests in the engine at once (None: no limit)
         self.failure: str | None = None  # why the loop stopped, if it did
         self._lock = threading.Lock()
@@ -368,11 +373,11 @@ def _two_phases(llm: Any) -> tuple[Callable[[list[dict]], Any], Callable[[Any, A
     """(render one conversation, add one rendered request and return its id) for this engine.
 
     vLLM's LLM has no public API that splits the two; `enqueue_chat` runs `_preprocess_chat_one`
-    and then `_add_request` for each conversation (the same in vLLM 0.26 and 0.32). An engine
-    without them is driven through `enqueue_chat`, rendering on the engine thread."""
-    render = getattr(llm, "_preprocess_chat_one", None)
-    add = getattr(llm, "_add_request", None)
-    if callable(render) and callable(add):
+    and then `_add_request` for each conversation (pipeline/core/compat.py says where they were
+    read). An engine without them is driven through `enqueue_chat`, rendering on the engine thread,
+    and compat logs what that costs."""
+    render, add = compat.chat_renderer(llm), compat.request_adder(llm)
+    if render is not None and add is not None:
         return render, lambda prepared, params: add(prepared, params)
     return (lambda conversation: conversation,
             lambda conversation, params: llm.enqueue_chat([conversation], [params], use_tqdm=False)[0])

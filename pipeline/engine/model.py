@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+from pipeline.core import envs
+
 DEMO_MARKER = "docintel_demo_model.json"
 READER_MARKER = "docintel_model.json"  # tools/reader/export.py: trained weights (load_format mistral)
 
@@ -35,7 +37,7 @@ _TINY_VISION = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, 
 
 def _tekken_source() -> Path:
     """The tekken tokenizer that the mistral_common package ships (no download)."""
-    env = os.environ.get("TEKKEN_SRC")
+    env = envs.get("TEKKEN_SRC")
     if env:
         return Path(env)
     spec = importlib.util.find_spec("mistral_common")
@@ -99,10 +101,9 @@ def apply_folder_render(spec) -> None:
 
 def model_label(spec) -> str:
     """The model id written to every row (spec: EngineSpec); random weights (demo model,
-    load_format=dummy), the tiny test reader and a test's engine double say what they are."""
-    from pipeline.core.faults import label
-
-    return label(_weights_label(spec))
+    load_format=dummy), the tiny test reader and a stand-in engine (engine.backend) say what they are."""
+    label = _weights_label(spec)
+    return label if spec.backend == "vllm" else f"{label} [engine double {spec.backend}: not a model's answers]"
 
 
 def _weights_label(spec) -> str:

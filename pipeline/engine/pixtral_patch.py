@@ -40,6 +40,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.core import envs
+
 PLUGIN_NAME = "docintel_pixtral_packed_attn"
 PATCHED_VERSIONS = ((0, 26), (0, 29))  # [low, high): versions whose vision encoder code was read
 PIXTRAL_MODULE = "vllm.model_executor.models.pixtral"
@@ -101,7 +103,7 @@ def has_packed_path(source: str) -> bool:
 
 def check() -> tuple[bool, str]:
     """(needs the patch, why): by feature first, then by version."""
-    if os.environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if envs.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
         return False, f"{DISABLE_ENV}=0: left as it is"
     version = vllm_version()
     if version is None:
@@ -308,10 +310,10 @@ def register_plugin(directory: str | os.PathLike | None = None) -> Path:
     for path in (str(root), package_root):
         if path not in sys.path:
             sys.path.append(path)  # appended: never shadows an installed package
-        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        parts = [p for p in (envs.get("PYTHONPATH") or "").split(os.pathsep) if p]
         if path not in parts:
             os.environ["PYTHONPATH"] = os.pathsep.join(parts + [path])
-    allowed = os.environ.get("VLLM_PLUGINS")
+    allowed = envs.get("VLLM_PLUGINS")
     if allowed is not None and PLUGIN_NAME not in allowed.split(","):  # an allowlist would drop it
         os.environ["VLLM_PLUGINS"] = ",".join(p for p in (allowed, PLUGIN_NAME) if p)
     importlib.invalidate_caches()

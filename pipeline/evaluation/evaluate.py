@@ -39,7 +39,8 @@ SCORES_SCHEMA = pa.schema([
     ("score", pa.float64()), ("correct", pa.bool_()), ("width", pa.int32()), ("height", pa.int32()),
     ("gold_doc_type", pa.string()), ("predicted_doc_type", pa.string()), ("latency_s", pa.float64()),
     ("prompt_tokens", pa.int32()), ("output_tokens", pa.int32()), ("valid", pa.bool_()),
-    ("error_kind", pa.string()), ("confidence", pa.float64()),
+    ("error_kind", pa.string()), ("confidence", pa.float64()), ("token_confidence", pa.float64()),
+    ("needs_review", pa.bool_()),
 ])
 
 
@@ -162,6 +163,7 @@ def score_items(items: list[GoldItem], rows: list[dict[str, Any]], task: str, ru
             "latency_s": row.get("latency_s"), "prompt_tokens": row.get("prompt_tokens"),
             "output_tokens": row.get("output_tokens"), "valid": bool(row.get("valid", row.get("answer_json"))),
             "error_kind": row.get("error_kind") if row else "missing_row", "confidence": row.get("confidence"),
+            "token_confidence": row.get("token_confidence"), "needs_review": row.get("needs_review"),
         })
     return pa.Table.from_pylist(out, schema=SCORES_SCHEMA)
 
@@ -181,15 +183,17 @@ def run_eval(spec, gold_path: str) -> tuple[pa.Table, Path, Any]:
     if not spec.input.allowed_roots:
         spec.input.allowed_roots = [str(Path(gold_path).resolve().parent)]
     summary = run_job(spec)
-    scores, target = score_run(spec.output.path, spec.output.run_id, spec.task.name, gold_path, summary.as_dict())
+    scores, target = score_run(spec.output.path, spec.output.run_id, spec.task.name, gold_path, summary.as_dict(),
+                               calibrated=spec.answers.calibration is not None)
     return scores, target, summary
 
 
 def score_run(output_path: str, run_id: str, task: str, gold_path: str,
-              meta: dict[str, Any] | None = None) -> tuple[pa.Table, Path]:
+              meta: dict[str, Any] | None = None, calibrated: bool = False) -> tuple[pa.Table, Path]:
     """Score a committed run against a gold set (documents named relative to the gold file); write
-    OUTPUT/_eval/RUN_ID/scores.parquet and report.html."""
-    from pipeline.evaluation import report
+    OUTPUT/_eval/RUN_ID/scores.parquet, report.html and, unless the run's confidence was calibrated
+    already (then the report measures that scale), calibration.json (pipeline/evaluation/calibrate.py)."""
+    from pipeline.evaluation import calibrate, report
     from pipeline.store import fileio, output
 
     items = load_gold(gold_path)
@@ -198,9 +202,29 @@ def score_run(output_path: str, run_id: str, task: str, gold_path: str,
     scores = score_items(items, rows, task, run_id, documents)
     target = f"{output_path.rstrip('/')}/_eval/{run_id}"
     fileio.write_table(f"{target}/scores.parquet", scores)
+    fitted = calibrate.calibrate(scores.to_pylist(), task) if not calibrated else {
+        "fitted": False, "why": "the run's confidence is on a calibrated scale already (answers.calibration): "
+                                "section 8 shows how it holds on this gold set"}
+    if fitted and fitted["fitted"]:
+        figures = {k: v for k, v in fitted.items() if k not in ("map", "reliability_before", "reliability_after")}
+        fileio.write_json(f"{target}/calibration.json", {**fitted["map"], "measured": figures})
     report.write_report(scores, f"{target}/report.html", f"docintel eval: {task} ({len(items)} questions)",
-                        {"gold": str(gold_path), **(meta or {})})
+                        {"gold": str(gold_path), **(meta or {})}, fitted)
     return scores, Path(target)
+
+
+def calibration_line(target: str) -> str:
+    """What eval found of the confidence, for the terminal: the map it wrote, or why there is none."""
+    from pipeline.store import fileio
+
+    data = fileio.read_json(f"{target}/calibration.json")
+    if data is None:
+        return "  calibration  none written (the run's confidence was calibrated already, or too few answers)"
+    m = data["measured"]
+    threshold = "none reaches" if m["threshold"] is None else f"below {m['threshold']:.3f}"
+    return (f"  calibration  {target}/calibration.json: ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f} on the "
+            f"other half; needs_review {threshold} for {m['target_precision']:.0%} right "
+            f"({m['share_needing_review']:.0%} of rows flagged)")
 
 
 def headline(scores: pa.Table) -> str:

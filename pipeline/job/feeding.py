@@ -25,9 +25,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from pipeline.core import compat
+
 TASKS_PER_CPU = 4
 MAX_DOCUMENTS_PER_TASK = 32
-CPU_STAGE = "MapBatches(_split)"  # the fused read -> split -> requests operator holds this name
+CPU_STAGE_FUNCTION = "_split"  # run._split: the fused read -> split -> requests operator is named after it
 
 
 def documents_per_task(documents: int, cpus: float) -> int:
@@ -47,30 +49,14 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def _operators(stats) -> list[tuple[str, list]]:
-    out, todo = [], [stats]
-    while todo:
-        node = todo.pop()
-        out.extend(node.metadata.items())
-        todo.extend(node.parents)
-    return out
-
-
 def cpu_stage(stats) -> dict[str, Any]:
     """Tasks of the fused read -> split -> requests operator, from Ray Data's DatasetStats (the
-    dataset's `_raw_stats()` once it ran): how many, how many at once (per node, added up: each
-    node's clock is its own), on how many nodes. {} when the stats say nothing."""
+    dataset's stats once it ran, pipeline/core/compat.py): how many, how many at once (per node,
+    added up: each node's clock is its own), on how many nodes. {} when the stats say nothing."""
     tasks: dict[tuple[str, int], list[float]] = {}
-    for name, blocks in _operators(stats):
-        if CPU_STAGE not in name:
-            continue
-        for block in blocks:
-            ex = getattr(block, "exec_stats", None)
-            if ex is None or ex.start_time_s is None or ex.end_time_s is None:
-                continue
-            key = (ex.node_id, ex.task_idx if ex.task_idx is not None else id(block))
-            span = tasks.setdefault(key, [ex.start_time_s, ex.end_time_s])
-            span[0], span[1] = min(span[0], ex.start_time_s), max(span[1], ex.end_time_s)
+    for node, task, start, end in compat.map_batches_blocks(stats, CPU_STAGE_FUNCTION) or []:
+        span = tasks.setdefault((node, task), [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
     if not tasks:
         return {}
     per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -82,10 +68,7 @@ def cpu_stage(stats) -> dict[str, Any]:
 
 def report(per_task: int, stats, timeline: dict[str, Any], last_rendered_at: float | None) -> dict[str, Any]:
     """The run's `feeding` entry: its settings, its CPU stage, and its engine timeline (epoch seconds)."""
-    try:
-        stage = cpu_stage(stats) if stats is not None else {}
-    except Exception:  # noqa: BLE001 - Ray's stats are internal: a change there must not fail a finished run
-        stage = {}
+    stage = cpu_stage(stats) if stats is not None else {}  # compat reads Ray's stats: a change warns, never fails
     ready, first = timeline.get("engine_ready_at"), timeline.get("first_request_at")
     out = {"documents_per_task": per_task, "cpu_stage": stage, "engine_ready_at": ready, "first_request_at": first,
            "last_page_rendered_at": last_rendered_at}

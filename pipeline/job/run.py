@@ -24,13 +24,14 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from pipeline.answers import answers
+from pipeline.answers.calibration import Review
 from pipeline.commit import commit, resume
-from pipeline.core import faults
+from pipeline.core import compat, envs
 from pipeline.ingest import render_guard, request, sources
 from pipeline.job import feeding, preflight, telemetry
 from pipeline.store import fileio, layout, retrying, storage, writer
 from pipeline.tasks import prompts
-from pipeline.core.config import EngineSpec, JobSpec, RenderSpec, TaskSpec
+from pipeline.core.config import AnswersSpec, EngineSpec, JobSpec, RenderSpec, TaskSpec
 from pipeline.engine.model import model_label
 from pipeline.engine.actor import EngineActor
 from pipeline.engine.health import JobHealth, actor_name
@@ -96,7 +97,6 @@ def _split(batch: pa.Table, render: RenderSpec, password: str | None) -> Iterato
     pages: list[dict] = []
     for doc in batch.to_pylist():
         for page in render_guard.iter_guarded(doc, render, password):
-            faults.page_rendered()
             page["rendered_at"] = time.time()
             pages.append(page)
             if len(pages) == SPLIT_PAGES_PER_TABLE:
@@ -112,9 +112,11 @@ def _requests(batch: pa.Table, task_spec: TaskSpec, system_prompt: str | None, m
                           for p in batch.to_pylist()])
 
 
-def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, run_id: str, model_id: str, directory: str) -> pa.Table:
+def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, answers_spec: AnswersSpec, run_id: str, model_id: str,
+                      directory: str) -> pa.Table:
     task, now = _task(task_spec), layout.now_utc()
-    rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now)]
+    review = Review.of(answers_spec, task.name)
+    rows = [r for page in batch.to_pylist() for r in answers.answer_rows(page, task, run_id, model_id, now, review)]
     receipt = writer.write_rows(rows, directory)
     rendered = [t for t in batch.column("rendered_at").to_pylist() if t is not None]
     receipt["last_rendered_at"] = max(rendered, default=None)
@@ -133,14 +135,12 @@ def init_ray(spec: JobSpec) -> None:
 
     if ray.is_initialized():
         return
-    # Settings only: secrets (AWS keys, HF_TOKEN) never travel in a runtime_env, which the Ray
-    # dashboard shows; workers take credentials from their own environment.
-    forwarded = ("VLLM_", "TEKKEN_SRC", "OMP_", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "HF_HOME",
-                 "DOCINTEL_")
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith(forwarded)}
+    # Settings only: nothing secret-looking (VLLM_API_KEY, AWS keys, HF_TOKEN) travels in a runtime_env,
+    # which the Ray dashboard shows; workers take credentials from their own environment (core/envs.py).
+    env_vars = envs.forwarded(os.environ)
     # Read where Ray Data lists the files (a worker), so it travels in the runtime env; the user's own
     # setting wins.
-    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = os.environ.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
+    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = envs.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
                                                                    str(spec.ray.parquet_footer_actors))
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
     # log files, which the summary names; --verbose forwards it to this terminal. Two notices of Ray's
@@ -154,7 +154,8 @@ def init_ray(spec: JobSpec) -> None:
         try:
             ray.init(address=spec.ray.address, include_dashboard=False, log_to_driver=spec.ray.verbose,
                      logging_level=logging.INFO if spec.ray.verbose else logging.WARNING,
-                     runtime_env={"env_vars": env_vars})
+                     runtime_env={**spec.ray.runtime_env,
+                                  "env_vars": {**env_vars, **spec.ray.runtime_env.get("env_vars", {})}})
             break
         except Exception as exc:  # noqa: BLE001 - only Ray's own start-up timeout is tried again
             # A new local Ray gives its raylet 30 s (fixed in Ray) to register; a busy machine can miss it.
@@ -169,18 +170,6 @@ def init_ray(spec: JobSpec) -> None:
         for handler in logging.getLogger("ray.data").handlers:  # the file keeps everything
             if "File" not in type(handler).__name__:
                 handler.setLevel(logging.WARNING)
-
-
-def _log_folder() -> str | None:
-    """The Ray session's log folder on this node (the workers' and engines' output), if there is one.
-    Ray has no public call for it; a driver connected to a remote cluster has none."""
-    import ray
-
-    node = getattr(ray._private.worker, "_global_node", None)
-    try:
-        return f"{node.get_session_dir_path()}/logs" if node is not None else None
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _stat(ref: sources.DocumentRef) -> dict[str, Any]:
@@ -241,7 +230,7 @@ def build_dataset(spec: JobSpec, todo, device: str, paths: layout.RunPaths, syst
     )
     return ds.map_batches(_answer_and_write, batch_format="pyarrow", batch_size=spec.output.pages_per_file,
                           num_cpus=0.25,
-                          fn_kwargs={"task_spec": spec.task, "run_id": paths.run_id,
+                          fn_kwargs={"task_spec": spec.task, "answers_spec": spec.answers, "run_id": paths.run_id,
                                      "model_id": model_label(engine), "directory": paths.staging("pages")})
 
 
@@ -281,14 +270,6 @@ def _consume(ds, health, poll_s: float, progress: telemetry.Progress) -> tuple[d
     if failure:
         raise failure[0]
     return totals, None  # finished: every page came back, whatever the ledger says now
-
-
-def _stats(ds):
-    """Ray Data's execution stats of the finished dataset (internal API: None if it moved)."""
-    try:
-        return ds._raw_stats()
-    except Exception:  # noqa: BLE001
-        return None
 
 
 def _check_record(spec: JobSpec, paths: layout.RunPaths, print_: dict, listed: pa.Table) -> None:
@@ -341,7 +322,7 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
     refs = sources.discover(spec.input)
     if not refs:
         raise UsageError(f"no input documents found in {spec.input.paths or spec.input.manifest}")
-    address = spec.ray.address or os.environ.get("RAY_ADDRESS")
+    address = spec.ray.address or envs.get("RAY_ADDRESS")
     on_cluster = bool(address) and address != "local"  # "local": Ray's own word for a new local instance
     device = preflight.before_ray(spec, on_cluster)  # fail fast, before Ray starts
     paths = layout.RunPaths(spec.output.path, spec.output.run_id)
@@ -389,8 +370,8 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
                                 f"(first: {totals['write_errors'][0]}). The run is not committed: "
                                 f"`--resume {paths.run_id}` redoes those pages")
         extra = {"run_id": paths.run_id, "output": paths.output, "task": task.name, "model": model_label(spec.engine),
-                 "device": device, "documents_listed": documents, "log_file": _log_folder(),
-                 "feeding": feeding.report(per_task, _stats(ds), ray.get(health.call.remote("timeline")),
+                 "device": device, "documents_listed": documents, "log_file": compat.ray_log_folder(),
+                 "feeding": feeding.report(per_task, compat.dataset_stats(ds), ray.get(health.call.remote("timeline")),
                                            totals.get("last_rendered_at"))}
         cctx = commit.CommitContext(paths, task, print_, model_label(spec.engine), spec.render.max_pages, documents)
         marker = commit.commit_run(cctx, extra, started)

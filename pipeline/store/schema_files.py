@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.core.rows import DOCUMENT_TABLE, PAGE_TABLE, Shape
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"  # 3: token_confidence, needs_review, needs_review_rows (2026-12-06)
 
 
 def schema_document(shape: Shape, title: str, description: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import time
@@ -24,6 +23,8 @@ from functools import lru_cache
 from typing import Callable, TypeVar
 
 import pyarrow.fs as pafs
+
+from pipeline.core import envs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,7 +87,7 @@ def filesystem_for(uri: str):
     scheme, bucket, key = split_uri(uri)
     inner = f"{bucket}/{key}".rstrip("/") if key else bucket
     if scheme == "s3":
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = envs.get("AWS_ENDPOINT_URL_S3") or envs.get("AWS_ENDPOINT_URL")
         fs = pafs.S3FileSystem(
             region=_s3_region(bucket, endpoint or ""),
             endpoint_override=endpoint or None,
@@ -102,7 +103,7 @@ def filesystem_for(uri: str):
 
 
 def _s3_region(bucket: str, endpoint: str) -> str:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = envs.get("AWS_REGION") or envs.get("AWS_DEFAULT_REGION")
     if endpoint:  # an S3-compatible store: no region discovery, it answers any region
         return region or "us-east-1"
     return _bucket_region(bucket)
@@ -118,7 +119,7 @@ def _bucket_region(bucket: str) -> str:
 
 
 def _env_seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+    raw = envs.get(name)
     if not raw:
         return default
     value = float(raw)

@@ -36,6 +36,9 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / "tasks" / f"{name}.json").read_text())
 
 
+ABSTAIN = "unanswerable"  # what a question's answer says when the page does not answer it (docvqa's prompt)
+
+
 def _no_typed(answer: Any) -> dict[str, Any]:
     return {}
 
@@ -44,7 +47,7 @@ def _answer_votes(answer: Any) -> Any:
     """The value of an answer that votes in the document roll-up: its `answer` text, unless it is
     empty or 'unanswerable' (those do not vote)."""
     text = answer.get("answer") if isinstance(answer, dict) else None
-    if not isinstance(text, str) or text.strip().casefold() in ("", "unanswerable"):
+    if not isinstance(text, str) or text.strip().casefold() in ("", ABSTAIN):
         return None
     return text
 
@@ -66,6 +69,8 @@ class Task:
     per_field: bool = False
     # the JSON path of the value whose confidence and place on the page the row reports
     main_path: tuple = ("answer",)
+    # the JSON path of the line the answer quotes as its evidence, if the task asks for one
+    evidence_path: tuple | None = None
     # an extraction's typed document-table columns (pyarrow fields) and answer -> (values, errors)
     document_fields: tuple = ()
     convert: Callable[[Any], tuple[dict[str, Any], dict[str, str]]] | None = None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline.tasks import prompts
-from pipeline.tasks import Task, load_schema
+from pipeline.tasks import ABSTAIN, Task, load_schema
 
 SCHEMA = load_schema("docvqa")
 
@@ -11,7 +11,7 @@ def instruction(question: str | None) -> str:
     return (
         "Answer the question about this document page. Give the shortest answer that is complete, "
         "copied exactly as printed on the page (keep its numbers, units and spelling); in `evidence` "
-        "quote the line it comes from. If the page does not answer it, answer \"unanswerable\".\n"
+        f"quote the line it comes from. If the page does not answer it, answer \"{ABSTAIN}\".\n"
         f"{prompts.GROUNDING}\n{prompts.schema_hint(SCHEMA)}\n"
         f"Question: {question}"
     )
@@ -28,4 +28,5 @@ TASK = Task(
     instruction=instruction,
     typed=typed,
     default_questions=("What is the title of this document?",),
+    evidence_path=("evidence",),
 )
