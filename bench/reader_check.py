@@ -166,7 +166,8 @@ def run_task(task: str, gold: Path, out: Path, model: str, extra: list[str]) -> 
                       "page": r["page_index"], "question": r["question"], "references": r["references"],
                       "prediction": r["prediction"], "score": r["score"], "correct": r["correct"],
                       "confidence": r["confidence"], "token_confidence": r["token_confidence"],
-                      "needs_review": r["needs_review"], "width": r["width"], "height": r["height"],
+                      "needs_review": r["needs_review"], "error_kind": r["error_kind"],
+                      "width": r["width"], "height": r["height"],
                       "raw_output": page_raw})
     result["items"] = items
     result["variants"] = {}
