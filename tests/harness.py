@@ -188,9 +188,11 @@ def stop_ray_cluster(gcs_port: int, timeout: float = 60) -> None:
     for p in psutil.process_iter(["cmdline"]):
         try:
             if any(m in arg for arg in p.info["cmdline"] or () for m in mine):
-                procs.append(p)
+                # with the raylets' agents, whose titles (ray::DashboardAgent) name no port
+                procs += [p, *p.children(recursive=True)]
         except psutil.Error:
             continue
+    procs = list({p.pid: p for p in procs}.values())
     for p in procs:
         try:
             p.kill()
