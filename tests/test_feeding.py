@@ -5,6 +5,9 @@ page, the stage must run as several tasks at once, and the first request must re
 before the last page is rendered. What the run reports in its _SUCCESS (`feeding`) comes from where
 it happens: Ray Data's per-task stats, the engine loop's clock, the split stage's clock. The engine
 is the double (tests/engine_double.py): the subject here is the feeding, not the engine."""
+import re
+from pathlib import Path
+
 import harness
 from docgen import make_pdf
 from pipeline.job import feeding
@@ -40,3 +43,8 @@ def test_the_cpu_stage_runs_wide_and_pages_reach_the_engine_as_they_are_rendered
     assert report["engine_ready_at"] < report["last_page_rendered_at"] - 5, report
     # ... and gets pages while the rest still render (one task for the whole listing: only after)
     assert report["first_request_at"] < report["last_page_rendered_at"] - 2, report
+    # Ray Data read the listing and, in the commit, the staged rows with ray.parquet_footer_actors footer
+    # readers (4), not Ray's 32 a read: 84 worker processes fewer for a small run on 2 cores
+    ray_data_log = (Path(output.marker(str(out), "feed")["log_file"]) / "ray-data" / "ray-data.log").read_text()
+    provisioned = re.findall(r"Provisioned (\d+) FooterReader actors", ray_data_log)
+    assert len(provisioned) >= 3 and set(provisioned) == {"4"}, provisioned

@@ -129,6 +129,16 @@ def _answer_and_write(batch: pa.Table, task_spec: TaskSpec, answers_spec: Answer
 QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.data._internal.progress")
 
 
+FOOTER_ACTORS = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+_USERS_FOOTER_ACTORS = envs.get(FOOTER_ACTORS)  # as the user set it, before a job of this process sets it
+
+
+def footer_actors(spec: JobSpec) -> str:
+    """Ray Data's Parquet footer readers per read_parquet: the user's own variable wins over
+    ray.parquet_footer_actors."""
+    return _USERS_FOOTER_ACTORS or str(spec.ray.parquet_footer_actors)
+
+
 def init_ray(spec: JobSpec) -> None:
     """Join or start Ray for this job (a caller that started it already, like the demo, keeps it)."""
     import ray
@@ -138,10 +148,7 @@ def init_ray(spec: JobSpec) -> None:
     # Settings only: nothing secret-looking (VLLM_API_KEY, AWS keys, HF_TOKEN) travels in a runtime_env,
     # which the Ray dashboard shows; workers take credentials from their own environment (core/envs.py).
     env_vars = envs.forwarded(os.environ)
-    # Read where Ray Data lists the files (a worker), so it travels in the runtime env; the user's own
-    # setting wins.
-    env_vars["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] = envs.get("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS",
-                                                                   str(spec.ray.parquet_footer_actors))
+    env_vars[FOOTER_ACTORS] = footer_actors(spec)  # and in this process: see _run_job
     # Quiet by default: the workers' output (vLLM's INFO lines among it) stays in the Ray session's
     # log files, which the summary names; --verbose forwards it to this terminal. Two notices of Ray's
     # are left out too, as nothing in them is for the user to act on: that the local Ray it starts
@@ -342,6 +349,10 @@ def _run_job(spec: JobSpec, recorded: list[bool]) -> RunSummary:
         ctx.enable_progress_bars = spec.ray.progress_bars
         ctx.max_errored_blocks = spec.ray.max_errored_blocks
         ctx.shuffle_strategy = spec.ray.shuffle_strategy
+        # Ray 2.60 builds a read's footer indexer here, in the driver (ray.data.read_parquet), from this
+        # process's environment: set in the workers' runtime env alone, every read of the job and its
+        # commit still started 32 actors (three reads, 96 worker processes, for a run of 6 pages).
+        os.environ[FOOTER_ACTORS] = footer_actors(spec)
         retrying.one_policy(ctx)
         # An engine actor that dies while starting is replaced, without a limit of Ray Data's own: the
         # health ledger bounds start-up (ray.engine_start_attempts) and ends the job with a clear error.
