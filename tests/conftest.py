@@ -23,9 +23,7 @@ def pytest_collection_modifyitems(items):
     built once: the output with two runs, and the two-node Ray cluster.
 
     The two-node cluster's tests run one after another, where the first of them is (test_cluster.py,
-    then test_submit.py): the cluster lives minutes, not the whole suite. Kept up through the 40
-    minutes between those files on a loaded CI machine, its head once answered every submission with
-    "No available agent to submit job" for the two minutes submit waits."""
+    then test_submit.py): the cluster lives minutes, not the whole suite."""
     two_nodes = [item for item in items if "two_nodes" in item.fixturenames]
     if two_nodes:
         first = items.index(two_nodes[0])
@@ -118,7 +116,8 @@ def ray_cluster():
     gcs = harness.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", "--num-cpus=4", "--num-gpus=0",
-                    "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                    "--include-dashboard=false", f"--dashboard-agent-listen-port={harness.free_port()}",
+                    "--disable-usage-stats", f"--temp-dir={temp}"],
                    check=True, capture_output=True,
                    env=harness.env(RAY_AUTH_MODE="disabled", **harness.S3_CREDENTIALS, **harness.STRAY), timeout=180)
     yield f"127.0.0.1:{gcs}"
@@ -141,13 +140,19 @@ def two_nodes():
     env = harness.env(**harness.AUTH)
     env.pop("RAY_ADDRESS")
     gcs, dash, metrics, metrics2 = harness.free_port(), harness.free_port(), harness.free_port(), harness.free_port()
+    # Each node's dashboard agent on a port of its own: Ray's default (52365) is one per machine, and the
+    # session's Ray (ray_cluster) or a test's local Ray may hold it. A head whose agent cannot listen
+    # answers every job submission "No available agent to submit job" (the CI run of 2026-12-06).
+    agent, agent2 = harness.free_port(), harness.free_port()
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: socket paths
     subprocess.run(["ray", "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
                     "--num-gpus=0", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-                    f"--metrics-export-port={metrics}", "--disable-usage-stats", f"--temp-dir={temp}"],
+                    f"--dashboard-agent-listen-port={agent}", f"--metrics-export-port={metrics}",
+                    "--disable-usage-stats", f"--temp-dir={temp}"],
                    check=True, capture_output=True, env=env, timeout=180)
     subprocess.run(["ray", "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2", "--num-gpus=0",
-                    f"--metrics-export-port={metrics2}", "--disable-usage-stats"],
+                    f"--dashboard-agent-listen-port={agent2}", f"--metrics-export-port={metrics2}",
+                    "--disable-usage-stats"],
                    check=True, capture_output=True, env=env, timeout=180)
     yield (f"127.0.0.1:{gcs}", f"http://127.0.0.1:{dash}",
            [f"http://127.0.0.1:{port}/metrics" for port in (metrics, metrics2)])
