@@ -83,7 +83,9 @@ def test_injected_instructions_on_the_page_do_not_escape_the_schema(actor, tmp_p
     for row in _ask(actor, pages)[1]:
         detail = {k: row.get(k) for k in ("error_kind", "error", "finish_reason", "attempts", "raw_output")}
         if row["valid"]:
-            assert set(json.loads(row["raw_output"])) <= {"answer", "evidence"}, detail
+            # parsed as the pipeline accepts answers (strict=False: pipeline/answers/confidence.py): random
+            # weights once ended an answer with a raw control character (\x0e), which strict JSON refuses
+            assert set(json.loads(row["raw_output"], strict=False)) <= {"answer", "evidence"}, detail
         else:
             # Random weights may fill the token budget inside the JSON (seen once here): an error row whose
             # text is still the start of the schema's object, never the page's plain text.
