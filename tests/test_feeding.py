@@ -35,7 +35,8 @@ def test_the_cpu_stage_runs_wide_and_pages_reach_the_engine_as_they_are_rendered
                     "--model", demo_model, "--run-id", "feed", "--question", "What is the total?", *harness.FAST,
                     **harness.double(render_delay_s=0.4))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    report = output.marker(str(out), "feed")["feeding"]
+    marker = output.marker(str(out), "feed")
+    report = marker["feeding"]
     assert report["documents_per_task"] == 2  # 40 documents, 4 CPUs: 16 tasks' worth
     stage = report["cpu_stage"]
     assert stage["tasks"] >= 8 and stage["most_at_once"] >= 2, report
@@ -45,6 +46,6 @@ def test_the_cpu_stage_runs_wide_and_pages_reach_the_engine_as_they_are_rendered
     assert report["first_request_at"] < report["last_page_rendered_at"] - 2, report
     # Ray Data read the listing and, in the commit, the staged rows with ray.parquet_footer_actors footer
     # readers (4), not Ray's 32 a read: 84 worker processes fewer for a small run on 2 cores
-    ray_data_log = (Path(output.marker(str(out), "feed")["log_file"]) / "ray-data" / "ray-data.log").read_text()
+    ray_data_log = (Path(marker["log_file"]) / "ray-data" / "ray-data.log").read_text()
     provisioned = re.findall(r"Provisioned (\d+) FooterReader actors", ray_data_log)
     assert len(provisioned) >= 3 and set(provisioned) == {"4"}, provisioned
